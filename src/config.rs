@@ -126,7 +126,10 @@ mod tests {
 
     #[test]
     fn extent_bounds() {
-        assert_eq!(Config::check_extent_size(255), Err(Error::ExtentTooSmall(255)));
+        assert_eq!(
+            Config::check_extent_size(255),
+            Err(Error::ExtentTooSmall(255))
+        );
         assert_eq!(Config::check_extent_size(256), Ok(()));
         assert_eq!(Config::check_extent_size(300), Ok(()));
         assert_eq!(Config::check_extent_size(usize::MAX), Ok(()));
@@ -154,6 +157,9 @@ mod tests {
         assert_eq!(Policy::from_u32(0), Ok(Policy::None));
         assert_eq!(Policy::from_u32(1), Ok(Policy::Lru));
         assert_eq!(Policy::from_u32(2), Err(Error::InvalidPolicy(2)));
-        assert_eq!(Policy::from_u32(u32::MAX), Err(Error::InvalidPolicy(u32::MAX)));
+        assert_eq!(
+            Policy::from_u32(u32::MAX),
+            Err(Error::InvalidPolicy(u32::MAX))
+        );
     }
 }

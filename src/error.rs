@@ -250,7 +250,9 @@ pub fn strerror(errnum: i32) -> String {
 
 /// The calling thread's current errno.
 pub(crate) fn last_errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 /// Convenience: the result type of cache operations.

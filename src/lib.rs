@@ -26,3 +26,7 @@ mod repl;
 pub use config::{Policy, MIN_EXTENT, MIN_POOL};
 pub use error::Error;
 pub use stats::Stat;
+
+mod cache;
+
+pub use cache::{BenchConfig, Cache, CacheBuilder, Found, OnEvict, OnMiss};
