@@ -29,4 +29,9 @@ pub use stats::Stat;
 
 mod cache;
 
+/// The C ABI (`libvmemcache.h`). Rust programs use [`Cache`] instead; these
+/// functions are public so that tests can drive them.
+#[doc(hidden)]
+pub mod capi;
+
 pub use cache::{BenchConfig, Cache, CacheBuilder, Found, OnEvict, OnMiss};

@@ -1,0 +1,843 @@
+//! The C ABI of libvmemcache 0.8: the 15 exported functions, errno, the
+//! per-thread message buffer, callbacks bridged to C function pointers, and
+//! (with the `c-malloc` feature) the allocator of the C library build.
+//!
+//! Each function checks its arguments, calls the engine and translates the
+//! result: success leaves errno alone (SPEC §14 #18); a failure returns −1
+//! (NULL, or nothing, for the functions that return those), sets errno and
+//! records the message of SPEC §2.3 in the calling thread's buffer. No cache
+//! logic lives here.
+//!
+//! Panics: the engine does not panic on any input, but should one happen
+//! anyway (a bug), no unwinding crosses into C. The function then fails as
+//! its documentation says (−1 with errno `EFAULT` and the message
+//! `internal error: …`; `vmemcache_new` returns NULL; the `void` functions
+//! return) — except inside a callback's re-entry, where the same rule
+//! applies to the inner call.
+
+#![allow(non_camel_case_types)]
+
+use std::ffi::{c_char, c_int, c_uint, c_void, CStr, OsStr};
+use std::fmt::{self, Write as _};
+use std::os::unix::ffi::OsStrExt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::ptr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::cache::{satisfy_pending_miss, BenchConfig, Cache, Dest};
+use crate::config::{Config, Policy};
+use crate::error::Error;
+use crate::pool::Pool;
+use crate::stats::Stat;
+
+/// `VMEMCACHE_MAJOR_VERSION`.
+pub const VMEMCACHE_MAJOR_VERSION: c_uint = 0;
+/// `VMEMCACHE_MINOR_VERSION`.
+pub const VMEMCACHE_MINOR_VERSION: c_uint = 8;
+
+/// `enum vmemcache_repl_p`, as the C code passes it (an `int`).
+pub type ReplPolicyArg = c_uint;
+/// `enum vmemcache_statistic`, as the C code passes it.
+pub type StatArg = c_uint;
+/// `enum vmemcache_bench_cfg`, as the C code passes it.
+pub type BenchCfgArg = c_uint;
+
+/// The C enum `vmemcache_repl_p` (for the header).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum vmemcache_repl_p {
+    /// No eviction.
+    VMEMCACHE_REPLACEMENT_NONE = 0,
+    /// Least recently used.
+    VMEMCACHE_REPLACEMENT_LRU = 1,
+    /// Number of policies.
+    VMEMCACHE_REPLACEMENT_NUM = 2,
+}
+
+/// The C enum `vmemcache_statistic` (for the header).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum vmemcache_statistic {
+    /// Puts.
+    VMEMCACHE_STAT_PUT = 0,
+    /// Gets.
+    VMEMCACHE_STAT_GET = 1,
+    /// Hits.
+    VMEMCACHE_STAT_HIT = 2,
+    /// Misses.
+    VMEMCACHE_STAT_MISS = 3,
+    /// Evictions.
+    VMEMCACHE_STAT_EVICT = 4,
+    /// Entries.
+    VMEMCACHE_STAT_ENTRIES = 5,
+    /// DRAM used.
+    VMEMCACHE_STAT_DRAM_SIZE_USED = 6,
+    /// Pool used.
+    VMEMCACHE_STAT_POOL_SIZE_USED = 7,
+    /// Free regions of the heap.
+    VMEMCACHE_STAT_HEAP_ENTRIES = 8,
+    /// Number of statistics.
+    VMEMCACHE_STATS_NUM = 9,
+}
+
+/// The C enum `vmemcache_bench_cfg` (for the header).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum vmemcache_bench_cfg {
+    /// Index only.
+    VMEMCACHE_BENCH_INDEX_ONLY = 0,
+    /// No pool allocation.
+    VMEMCACHE_BENCH_NO_ALLOC = 1,
+    /// No copying.
+    VMEMCACHE_BENCH_NO_MEMCPY = 2,
+    /// Prefault the pool.
+    VMEMCACHE_BENCH_PREFAULT = 3,
+}
+
+/// The C function type `vmemcache_on_evict`; C passes pointers to it.
+pub struct vmemcache_on_evict {
+    _opaque: [u8; 0],
+}
+
+/// The C function type `vmemcache_on_miss`; C passes pointers to it.
+pub struct vmemcache_on_miss {
+    _opaque: [u8; 0],
+}
+
+type CallbackFn = unsafe extern "C" fn(*mut VMEMcache, *const c_void, usize, *mut c_void);
+
+/// The opaque handle C programs hold (`VMEMcache`, i.e. `struct vmemcache`).
+pub struct VMEMcache {
+    config: Config,
+    on_evict: Option<(CallbackFn, *mut c_void)>,
+    on_miss: Option<(CallbackFn, *mut c_void)>,
+    cache: Option<Cache>,
+}
+
+/// A C callback with its argument and the handle to pass it, callable from
+/// any thread (the C contract: callbacks may run concurrently).
+#[derive(Clone, Copy)]
+struct CCallback {
+    f: CallbackFn,
+    arg: *mut c_void,
+    handle: *mut VMEMcache,
+}
+
+// SAFETY: the pointers are only passed back to C, which owns what they
+// point to and promised (by registering the callback) that calling it from
+// the cache's threads is fine.
+unsafe impl Send for CCallback {}
+unsafe impl Sync for CCallback {}
+
+impl CCallback {
+    fn call(&self, key: &[u8]) {
+        // SAFETY: a function pointer of the right type, registered by C.
+        unsafe {
+            (self.f)(
+                self.handle,
+                key.as_ptr() as *const c_void,
+                key.len(),
+                self.arg,
+            )
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// errno and the per-thread message buffer (SPEC §2.1)
+
+/// Capacity of a thread's message buffer, NUL included.
+const MSG_SIZE: usize = 8192;
+
+/// The pthread key of the message buffers, plus one (0 = not created yet).
+static MSG_KEY: AtomicUsize = AtomicUsize::new(0);
+
+unsafe extern "C" fn free_message_buffer(buf: *mut c_void) {
+    // SAFETY: the buffer was allocated with malloc by `message_buffer`.
+    unsafe { libc::free(buf) };
+}
+
+fn message_key() -> Option<libc::pthread_key_t> {
+    let k = MSG_KEY.load(Ordering::Acquire);
+    if k != 0 {
+        return Some((k - 1) as libc::pthread_key_t);
+    }
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: plain pthread call with a valid destructor.
+    if unsafe { libc::pthread_key_create(&mut key, Some(free_message_buffer)) } != 0 {
+        return None;
+    }
+    // AcqRel: publish the key; if another thread won the race, use its key
+    // and give ours back.
+    match MSG_KEY.compare_exchange(0, key as usize + 1, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => Some(key),
+        Err(winner) => {
+            // SAFETY: the key is ours and unused.
+            unsafe { libc::pthread_key_delete(key) };
+            Some((winner - 1) as libc::pthread_key_t)
+        }
+    }
+}
+
+/// This thread's message buffer, allocated (empty) on first use.
+fn message_buffer() -> *mut c_char {
+    let Some(key) = message_key() else {
+        return ptr::null_mut();
+    };
+    // SAFETY: a valid key.
+    let buf = unsafe { libc::pthread_getspecific(key) } as *mut c_char;
+    if !buf.is_null() {
+        return buf;
+    }
+    // SAFETY: plain malloc; the buffer is freed by the key's destructor at
+    // thread exit (or by the library destructor for the unloading thread).
+    let buf = unsafe { libc::malloc(MSG_SIZE) } as *mut c_char;
+    if buf.is_null() {
+        return buf;
+    }
+    // SAFETY: `buf` holds MSG_SIZE bytes.
+    unsafe {
+        *buf = 0;
+        if libc::pthread_setspecific(key, buf as *const c_void) != 0 {
+            libc::free(buf as *mut c_void);
+            return ptr::null_mut();
+        }
+    }
+    buf
+}
+
+/// Writes formatted text into a fixed buffer, truncating like `vsnprintf`.
+struct Truncating<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl fmt::Write for Truncating<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let room = self.buf.len().saturating_sub(1 + self.len);
+        let n = s.len().min(room);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+/// Records `message` as this thread's last message, without touching errno.
+fn record(message: fmt::Arguments<'_>) {
+    let saved = errno();
+    let buf = message_buffer();
+    if !buf.is_null() {
+        // SAFETY: the buffer holds MSG_SIZE bytes and is this thread's.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(buf as *mut u8, MSG_SIZE) };
+        let mut w = Truncating { buf: bytes, len: 0 };
+        let _ = w.write_fmt(message);
+        let end = w.len;
+        bytes[end] = 0;
+    }
+    set_errno(saved);
+}
+
+fn errno() -> c_int {
+    // SAFETY: errno is thread-local and always addressable.
+    unsafe { *libc::__errno_location() }
+}
+
+fn set_errno(value: c_int) {
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = value };
+}
+
+/// Reports `err` the C way: message (if it has one), then errno.
+fn fail(err: &Error) {
+    if err.c_message().is_some() {
+        record(format_args!("{}", err));
+    }
+    set_errno(err.errno());
+}
+
+/// Runs `body`, turning a panic into `on_panic` (after reporting it).
+fn guarded<T>(on_panic: T, body: impl FnOnce() -> T) -> T {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(v) => v,
+        Err(_) => {
+            fail(&Error::Internal("unexpected panic"));
+            on_panic
+        }
+    }
+}
+
+/// `body`'s result as the C convention for `int` functions.
+fn status(result: Result<(), Error>) -> c_int {
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            fail(&e);
+            -1
+        }
+    }
+}
+
+/// The handle behind `cache`, or `EINVAL`.
+///
+/// # Safety
+/// `cache` is NULL or a handle from `vmemcache_new` not yet deleted.
+unsafe fn handle<'a>(cache: *mut VMEMcache) -> Result<&'a mut VMEMcache, Error> {
+    // SAFETY: as the caller promises.
+    unsafe { cache.as_mut() }.ok_or(Error::NullArgument("cache"))
+}
+
+/// The ready cache behind `cache`, or `EINVAL`.
+///
+/// # Safety
+/// As for [`handle`]. Data-path calls share the cache, so only a shared
+/// reference is formed.
+unsafe fn ready<'a>(cache: *mut VMEMcache) -> Result<&'a Cache, Error> {
+    // SAFETY: as the caller promises.
+    let h = unsafe { (cache as *const VMEMcache).as_ref() }.ok_or(Error::NullArgument("cache"))?;
+    h.cache.as_ref().ok_or(Error::NotReady)
+}
+
+/// `len` bytes at `ptr` as a slice; NULL is allowed only for 0 bytes.
+///
+/// # Safety
+/// A non-NULL `ptr` points to `len` readable bytes for `'a`.
+unsafe fn bytes<'a>(ptr: *const c_void, len: usize, what: &'static str) -> Result<&'a [u8], Error> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if ptr.is_null() {
+        return Err(Error::NullArgument(what));
+    }
+    // SAFETY: as the caller promises.
+    Ok(unsafe { std::slice::from_raw_parts(ptr as *const u8, len) })
+}
+
+fn c_callback(f: *mut c_void) -> Option<CallbackFn> {
+    if f.is_null() {
+        None
+    } else {
+        // SAFETY: C passed a pointer to a function of the callback type.
+        Some(unsafe { std::mem::transmute::<*mut c_void, CallbackFn>(f) })
+    }
+}
+
+fn install_callbacks(h: &mut VMEMcache, handle: *mut VMEMcache) {
+    let on_evict = h.on_evict.map(|(f, arg)| CCallback { f, arg, handle });
+    let on_miss = h.on_miss.map(|(f, arg)| CCallback { f, arg, handle });
+    if let Some(cache) = h.cache.as_mut() {
+        cache.set_on_evict(
+            on_evict.map(|cb| Box::new(move |_: &Cache, key: &[u8]| cb.call(key)) as _),
+        );
+        cache.set_on_miss(
+            on_miss.map(|cb| Box::new(move |_: &Cache, key: &[u8]| cb.call(key)) as _),
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The exported functions (SPEC §1.1)
+
+/// Creates an unconfigured cache handle: policy LRU, extent size 256, pool
+/// size 1 MiB unless set. Returns NULL with errno ENOMEM when out of memory.
+#[no_mangle]
+pub extern "C" fn vmemcache_new() -> *mut VMEMcache {
+    guarded(ptr::null_mut(), || {
+        let layout = std::alloc::Layout::new::<VMEMcache>();
+        // SAFETY: the layout is not zero-sized.
+        let p = unsafe { std::alloc::alloc(layout) } as *mut VMEMcache;
+        if p.is_null() {
+            fail(&Error::OutOfMemory);
+            return ptr::null_mut();
+        }
+        // SAFETY: `p` is a fresh allocation for one handle.
+        unsafe {
+            p.write(VMEMcache {
+                config: Config::default(),
+                on_evict: None,
+                on_miss: None,
+                cache: None,
+            })
+        };
+        p
+    })
+}
+
+/// Sets the replacement policy (before `vmemcache_add`).
+///
+/// # Safety
+/// `cache` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn vmemcache_set_eviction_policy(
+    cache: *mut VMEMcache,
+    repl_p: ReplPolicyArg,
+) -> c_int {
+    guarded(-1, || {
+        status((|| {
+            // SAFETY: as the caller promises.
+            let h = unsafe { handle(cache) }?;
+            if h.cache.is_some() {
+                return Err(Error::AlreadyInUse);
+            }
+            h.config.policy = Policy::from_u32(repl_p)?;
+            Ok(())
+        })())
+    })
+}
+
+/// Sets the pool size (before `vmemcache_add`).
+///
+/// # Safety
+/// `cache` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn vmemcache_set_size(cache: *mut VMEMcache, size: usize) -> c_int {
+    guarded(-1, || {
+        status((|| {
+            // SAFETY: as the caller promises.
+            let h = unsafe { handle(cache) }?;
+            if h.cache.is_some() {
+                return Err(Error::AlreadyInUse);
+            }
+            Config::check_size(size)?;
+            h.config.size = size;
+            Ok(())
+        })())
+    })
+}
+
+/// Sets the extent size (before `vmemcache_add`).
+///
+/// # Safety
+/// `cache` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn vmemcache_set_extent_size(
+    cache: *mut VMEMcache,
+    extent_size: usize,
+) -> c_int {
+    guarded(-1, || {
+        status((|| {
+            // SAFETY: as the caller promises.
+            let h = unsafe { handle(cache) }?;
+            if h.cache.is_some() {
+                return Err(Error::AlreadyInUse);
+            }
+            Config::check_extent_size(extent_size)?;
+            h.config.extent_size = extent_size;
+            Ok(())
+        })())
+    })
+}
+
+/// Creates the cache in the directory or device DAX `path`.
+///
+/// # Safety
+/// `cache` is NULL or a live handle; `path` is NULL or a C string.
+#[no_mangle]
+pub unsafe extern "C" fn vmemcache_add(cache: *mut VMEMcache, path: *const c_char) -> c_int {
+    guarded(-1, || {
+        status((|| {
+            // SAFETY: as the caller promises.
+            let h = unsafe { handle(cache) }?;
+            if h.cache.is_some() {
+                return Err(Error::AlreadyInitialized);
+            }
+            h.config.check_for_add()?;
+            if path.is_null() {
+                return Err(Error::NullPath);
+            }
+            // SAFETY: a C string, as the caller promises.
+            let path = Path::new(OsStr::from_bytes(
+                unsafe { CStr::from_ptr(path) }.to_bytes(),
+            ));
+            let pool = Pool::open(path, h.config.size)?;
+            h.cache = Some(Cache::with_pool(pool, &h.config)?);
+            install_callbacks(h, cache);
+            Ok(())
+        })())
+    })
+}
+
+/// Frees the cache and everything it holds (no `on_evict` calls).
+/// `vmemcache_delete(NULL)` does nothing.
+///
+/// # Safety
+/// `cache` is NULL or a live handle that no other thread uses.
+#[no_mangle]
+pub unsafe extern "C" fn vmemcache_delete(cache: *mut VMEMcache) {
+    guarded((), || {
+        if cache.is_null() {
+            return;
+        }
+        // SAFETY: a live handle from `vmemcache_new`, now ours to free.
+        unsafe {
+            ptr::drop_in_place(cache);
+            std::alloc::dealloc(cache as *mut u8, std::alloc::Layout::new::<VMEMcache>());
+        }
+    })
+}
+
+/// Registers (or, with NULL, removes) the eviction callback.
+///
+/// # Safety
+/// `cache` is NULL or a live handle that no other thread uses right now.
+#[no_mangle]
+pub unsafe extern "C" fn vmemcache_callback_on_evict(
+    cache: *mut VMEMcache,
+    evict: *mut vmemcache_on_evict,
+    arg: *mut c_void,
+) {
+    guarded((), || {
+        // SAFETY: as the caller promises.
+        match unsafe { handle(cache) } {
+            Ok(h) => {
+                h.on_evict = c_callback(evict as *mut c_void).map(|f| (f, arg));
+                install_callbacks(h, cache);
+            }
+            Err(e) => fail(&e),
+        }
+    })
+}
+
+/// Registers (or, with NULL, removes) the miss callback.
+///
+/// # Safety
+/// `cache` is NULL or a live handle that no other thread uses right now.
+#[no_mangle]
+pub unsafe extern "C" fn vmemcache_callback_on_miss(
+    cache: *mut VMEMcache,
+    miss: *mut vmemcache_on_miss,
+    arg: *mut c_void,
+) {
+    guarded((), || {
+        // SAFETY: as the caller promises.
+        match unsafe { handle(cache) } {
+            Ok(h) => {
+                h.on_miss = c_callback(miss as *mut c_void).map(|f| (f, arg));
+                install_callbacks(h, cache);
+            }
+            Err(e) => fail(&e),
+        }
+    })
+}
+
+/// Copies up to `vbufsize` bytes of the value of `key`, from `offset` on,
+/// into `vbuf`; stores the value's size in `*vsize`. Returns the bytes
+/// copied (0 with a NULL `vbuf`), or −1 with errno ENOENT on a miss (no
+/// message is recorded for a miss).
+///
+/// # Safety
+/// `cache` is NULL or a live handle; `key` holds `key_size` bytes; `vbuf`
+/// is NULL or holds `vbufsize` writable bytes; `vsize` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn vmemcache_get(
+    cache: *mut VMEMcache,
+    key: *const c_void,
+    key_size: usize,
+    vbuf: *mut c_void,
+    vbufsize: usize,
+    offset: usize,
+    vsize: *mut usize,
+) -> libc::ssize_t {
+    guarded(-1, || {
+        let result = (|| {
+            // SAFETY: as the caller promises.
+            let c = unsafe { ready(cache) }?;
+            // SAFETY: as the caller promises.
+            let key = unsafe { bytes(key, key_size, "key") }?;
+            let dest = if vbuf.is_null() {
+                Dest::Null(vbufsize)
+            } else {
+                // SAFETY: `vbuf` holds `vbufsize` writable bytes.
+                Dest::Buf(unsafe { std::slice::from_raw_parts_mut(vbuf as *mut u8, vbufsize) })
+            };
+            c.get_raw(key, offset, dest)
+        })();
+        match result {
+            Ok(out) => {
+                if let (Some(size), false) = (out.size, vsize.is_null()) {
+                    // SAFETY: a writable size_t, as the caller promises.
+                    unsafe { *vsize = size };
+                }
+                out.copied.min(libc::ssize_t::MAX as usize) as libc::ssize_t
+            }
+            Err(Error::Miss) => {
+                set_errno(libc::ENOENT);
+                -1
+            }
+            Err(e) => {
+                fail(&e);
+                -1
+            }
+        }
+    })
+}
+
+/// Returns 1 and stores the value's size in `*vsize` when `key` is present,
+/// 0 when it is not (counting neither a hit nor a miss).
+///
+/// # Safety
+/// `cache` is NULL or a live handle; `key` holds `key_size` bytes; `vsize`
+/// is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn vmemcache_exists(
+    cache: *mut VMEMcache,
+    key: *const c_void,
+    key_size: usize,
+    vsize: *mut usize,
+) -> c_int {
+    guarded(-1, || {
+        let result = (|| {
+            // SAFETY: as the caller promises.
+            let c = unsafe { ready(cache) }?;
+            // SAFETY: as the caller promises.
+            let key = unsafe { bytes(key, key_size, "key") }?;
+            Ok::<_, Error>(c.exists(key))
+        })();
+        match result {
+            Ok(Some(size)) => {
+                if !vsize.is_null() {
+                    // SAFETY: a writable size_t, as the caller promises.
+                    unsafe { *vsize = size };
+                }
+                1
+            }
+            Ok(None) => 0,
+            Err(e) => {
+                fail(&e);
+                -1
+            }
+        }
+    })
+}
+
+/// Stores `value` under `key`.
+///
+/// # Safety
+/// `cache` is NULL or a live handle; `key` holds `key_size` bytes, `value`
+/// holds `value_size` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn vmemcache_put(
+    cache: *mut VMEMcache,
+    key: *const c_void,
+    key_size: usize,
+    value: *const c_void,
+    value_size: usize,
+) -> c_int {
+    guarded(-1, || {
+        status((|| {
+            if cache.is_null() {
+                return Err(Error::NullArgument("cache"));
+            }
+            // SAFETY: as the caller promises.
+            let key = unsafe { bytes(key, key_size, "key") }?;
+            // SAFETY: as the caller promises. The value is only read where
+            // it is needed: a value too large for the pool is never read.
+            let value = unsafe { bytes(value, value_size, "value") }?;
+            satisfy_pending_miss(key, value);
+            // SAFETY: as the caller promises.
+            let c = unsafe { ready(cache) }?;
+            c.put_unchecked_pending(key, value)
+        })())
+    })
+}
+
+/// Evicts the entry of `key`, or with a NULL `key` the entry the policy
+/// picks.
+///
+/// # Safety
+/// `cache` is NULL or a live handle; `key` is NULL or holds `ksize` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn vmemcache_evict(
+    cache: *mut VMEMcache,
+    key: *const c_void,
+    ksize: usize,
+) -> c_int {
+    guarded(-1, || {
+        status((|| {
+            // SAFETY: as the caller promises.
+            let c = unsafe { ready(cache) }?;
+            if key.is_null() {
+                return c.evict_lru();
+            }
+            // SAFETY: as the caller promises.
+            let key = unsafe { bytes(key, ksize, "key") }?;
+            c.evict(key)
+        })())
+    })
+}
+
+/// Stores the statistic `stat` in `*(unsigned long long *)value`;
+/// `value_size` must be 8.
+///
+/// # Safety
+/// `cache` is NULL or a live handle; `value` is NULL or holds `value_size`
+/// writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn vmemcache_get_stat(
+    cache: *mut VMEMcache,
+    stat: StatArg,
+    value: *mut c_void,
+    value_size: usize,
+) -> c_int {
+    guarded(-1, || {
+        status((|| {
+            // SAFETY: as the caller promises.
+            let c = unsafe { ready(cache) }?;
+            if value_size != std::mem::size_of::<u64>() {
+                return Err(Error::StatSize(value_size));
+            }
+            let stat = Stat::from_u32(stat).ok_or(Error::UnknownStat(stat))?;
+            if value.is_null() {
+                return Err(Error::NullArgument("value"));
+            }
+            // SAFETY: 8 writable bytes, as the caller promises; C does not
+            // promise alignment.
+            unsafe { (value as *mut u64).write_unaligned(c.stat(stat)) };
+            Ok(())
+        })())
+    })
+}
+
+/// The calling thread's last message ("" if none).
+#[no_mangle]
+pub extern "C" fn vmemcache_errormsg() -> *const c_char {
+    guarded(c"".as_ptr(), || {
+        let buf = message_buffer();
+        if buf.is_null() {
+            c"".as_ptr()
+        } else {
+            buf
+        }
+    })
+}
+
+/// Benchmark switches (unstable; they make the cache store wrong data).
+///
+/// # Safety
+/// `cache` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn vmemcache_bench_set(cache: *mut VMEMcache, cfg: BenchCfgArg, val: usize) {
+    guarded((), || {
+        // SAFETY: as the caller promises.
+        let Ok(c) = (unsafe { ready(cache) }) else {
+            return;
+        };
+        match BenchConfig::from_u32(cfg) {
+            Some(cfg) => c.bench_set(cfg, val),
+            None => record(format_args!("invalid config parameter: {}", cfg)),
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Library destructor: free the unloading thread's message buffer and the key
+// (thread-exit destructors do not run for the thread that calls exit()).
+
+#[cfg(feature = "c-malloc")]
+#[used]
+#[link_section = ".fini_array"]
+static FINI: extern "C" fn() = fini;
+
+#[cfg(feature = "c-malloc")]
+extern "C" fn fini() {
+    let k = MSG_KEY.swap(0, Ordering::AcqRel);
+    if k == 0 {
+        return;
+    }
+    let key = (k - 1) as libc::pthread_key_t;
+    // SAFETY: the key is valid until deleted here; its value is our buffer.
+    unsafe {
+        let buf = libc::pthread_getspecific(key);
+        if !buf.is_null() {
+            libc::pthread_setspecific(key, ptr::null());
+            libc::free(buf);
+        }
+        libc::pthread_key_delete(key);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The allocator of the C library build: every DRAM allocation goes through
+// malloc/realloc/free, so programs that interpose those count all of it
+// (SPEC §12 item 3). Zeroed memory is cleared by hand rather than taken
+// from calloc, and alignments above 16 are served from malloc too.
+
+#[cfg(feature = "c-malloc")]
+mod c_malloc {
+    use std::alloc::{GlobalAlloc, Layout};
+
+    /// malloc's guaranteed alignment on 64-bit glibc.
+    const MALLOC_ALIGN: usize = 16;
+
+    struct Malloc;
+
+    // SAFETY: every block comes from malloc and goes back to free; over-
+    // aligned blocks keep malloc's pointer just before the aligned address.
+    unsafe impl GlobalAlloc for Malloc {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            if layout.align() <= MALLOC_ALIGN {
+                // SAFETY: plain malloc.
+                return unsafe { libc::malloc(layout.size()) } as *mut u8;
+            }
+            let extra = layout.align() + std::mem::size_of::<usize>();
+            let Some(total) = layout.size().checked_add(extra) else {
+                return std::ptr::null_mut();
+            };
+            // SAFETY: plain malloc.
+            let raw = unsafe { libc::malloc(total) } as *mut u8;
+            if raw.is_null() {
+                return raw;
+            }
+            let start = raw as usize + std::mem::size_of::<usize>();
+            let aligned = (start + layout.align() - 1) & !(layout.align() - 1);
+            // SAFETY: `aligned - 8 >= raw`, inside the block.
+            unsafe { ((aligned - std::mem::size_of::<usize>()) as *mut usize).write(raw as usize) };
+            aligned as *mut u8
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            if layout.align() <= MALLOC_ALIGN {
+                // SAFETY: from malloc.
+                unsafe { libc::free(ptr as *mut libc::c_void) };
+            } else {
+                // SAFETY: `alloc` stored malloc's pointer right before.
+                unsafe {
+                    let raw =
+                        ((ptr as usize - std::mem::size_of::<usize>()) as *const usize).read();
+                    libc::free(raw as *mut libc::c_void);
+                }
+            }
+        }
+
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            // SAFETY: same contract as alloc.
+            let p = unsafe { self.alloc(layout) };
+            if !p.is_null() {
+                // SAFETY: `p` holds `layout.size()` bytes.
+                unsafe { std::ptr::write_bytes(p, 0, layout.size()) };
+            }
+            p
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            if layout.align() <= MALLOC_ALIGN {
+                // SAFETY: from malloc.
+                return unsafe { libc::realloc(ptr as *mut libc::c_void, new_size) } as *mut u8;
+            }
+            // SAFETY: the layout with the new size is valid (GlobalAlloc's
+            // contract); copy then free the old block.
+            unsafe {
+                let new_layout = Layout::from_size_align_unchecked(new_size, layout.align());
+                let p = self.alloc(new_layout);
+                if !p.is_null() {
+                    std::ptr::copy_nonoverlapping(ptr, p, layout.size().min(new_size));
+                    self.dealloc(ptr, layout);
+                }
+                p
+            }
+        }
+    }
+
+    #[global_allocator]
+    static GLOBAL: Malloc = Malloc;
+}
