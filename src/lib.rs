@@ -35,3 +35,9 @@ mod cache;
 pub mod capi;
 
 pub use cache::{BenchConfig, Cache, CacheBuilder, Found, OnEvict, OnMiss};
+
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::pool::bench as pool;
+}
