@@ -1189,7 +1189,12 @@ pub mod bench {
                 panic!("cannot create the index");
             };
             let ns = insert(&index, &keys16, threads);
-            println!("  insert, {} thread(s): {:>8.1} ns/op", threads, ns);
+            println!(
+                "  insert, {} thread(s): {:>8.1} ns/op of wall time ({:.2} Mops/s total)",
+                threads,
+                ns,
+                1e3 / ns
+            );
             if threads == 1 {
                 for (lookup_threads, disjoint) in [(1, false), (2, false), (2, true)] {
                     let ns = lookup(&index, &keys16, lookup_threads, 2 * n, disjoint);
