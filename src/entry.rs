@@ -131,8 +131,12 @@ pub(crate) const fn accounted_size(n: usize) -> usize {
 }
 
 impl Entry {
+    /// Bytes of the record: the links (if any), then the header and the
+    /// key, never less than a whole `Entry` (its padding included) so that
+    /// writing the header and forming `&Entry` stay inside the allocation
+    /// even for keys shorter than the padding.
     fn record_size(ksize: usize, links: bool) -> usize {
-        HEADER + ksize + if links { LINKS } else { 0 }
+        (HEADER + ksize).max(std::mem::size_of::<Entry>()) + if links { LINKS } else { 0 }
     }
 
     /// Allocates a record for `key` with one reference, owned by the caller.
@@ -321,6 +325,18 @@ impl Entry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_keys_get_a_whole_header() {
+        assert_eq!(std::mem::size_of::<Entry>(), 32);
+        assert_eq!(Entry::record_size(0, false), 32);
+        assert_eq!(Entry::record_size(4, true), 48);
+        assert_eq!(Entry::record_size(5, false), 32);
+        assert_eq!(Entry::record_size(6, false), 33);
+        // glibc rounds these to the same blocks as the bare sizes would.
+        assert_eq!(accounted_size(Entry::record_size(0, false)), 40);
+        assert_eq!(accounted_size(Entry::record_size(4, true)), 56);
+    }
 
     #[test]
     fn header_is_compact() {

@@ -39,5 +39,6 @@ pub use cache::{BenchConfig, Cache, CacheBuilder, Found, OnEvict, OnMiss};
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod internals {
+    pub use crate::index::bench as index;
     pub use crate::pool::bench as pool;
 }
