@@ -338,8 +338,10 @@ fn install_callbacks(h: &mut VMEMcache, handle: *mut VMEMcache) {
 // ---------------------------------------------------------------------------
 // The exported functions (SPEC §1.1)
 
-/// Creates an unconfigured cache handle: policy LRU, extent size 256, pool
-/// size 1 MiB unless set. Returns NULL with errno ENOMEM when out of memory.
+/// Creates a cache handle, not usable yet: configure it with the
+/// `vmemcache_set_*` functions, then create the cache with `vmemcache_add`.
+/// The defaults are the LRU policy, 256-byte extents and a 1 MiB pool.
+/// Returns NULL with errno ENOMEM when out of memory.
 #[no_mangle]
 pub extern "C" fn vmemcache_new() -> *mut VMEMcache {
     guarded(ptr::null_mut(), || {
@@ -363,10 +365,12 @@ pub extern "C" fn vmemcache_new() -> *mut VMEMcache {
     })
 }
 
-/// Sets the replacement policy (before `vmemcache_add`).
+/// Sets the replacement policy: `VMEMCACHE_REPLACEMENT_LRU` (the default) or
+/// `VMEMCACHE_REPLACEMENT_NONE` (a full cache refuses puts). Returns 0, or
+/// -1 with errno EINVAL (unknown policy) or EALREADY (after `vmemcache_add`).
 ///
 /// # Safety
-/// `cache` is NULL or a live handle.
+/// `cache` is NULL or a handle from `vmemcache_new`.
 #[no_mangle]
 pub unsafe extern "C" fn vmemcache_set_eviction_policy(
     cache: *mut VMEMcache,
@@ -385,10 +389,12 @@ pub unsafe extern "C" fn vmemcache_set_eviction_policy(
     })
 }
 
-/// Sets the pool size (before `vmemcache_add`).
+/// Sets the pool size in bytes: at least `VMEMCACHE_MIN_POOL`, below 2^56,
+/// rounded up to the page size by `vmemcache_add`. Returns 0, or -1 with
+/// errno EINVAL (out of range) or EALREADY (after `vmemcache_add`).
 ///
 /// # Safety
-/// `cache` is NULL or a live handle.
+/// `cache` is NULL or a handle from `vmemcache_new`.
 #[no_mangle]
 pub unsafe extern "C" fn vmemcache_set_size(cache: *mut VMEMcache, size: usize) -> c_int {
     guarded(-1, || {
@@ -405,10 +411,12 @@ pub unsafe extern "C" fn vmemcache_set_size(cache: *mut VMEMcache, size: usize) 
     })
 }
 
-/// Sets the extent size (before `vmemcache_add`).
+/// Sets the extent size, the unit in which the pool is handed out to values:
+/// at least `VMEMCACHE_MIN_EXTENT`. Returns 0, or -1 with errno EINVAL (too
+/// small) or EALREADY (after `vmemcache_add`).
 ///
 /// # Safety
-/// `cache` is NULL or a live handle.
+/// `cache` is NULL or a handle from `vmemcache_new`.
 #[no_mangle]
 pub unsafe extern "C" fn vmemcache_set_extent_size(
     cache: *mut VMEMcache,
@@ -428,10 +436,16 @@ pub unsafe extern "C" fn vmemcache_set_extent_size(
     })
 }
 
-/// Creates the cache in the directory or device DAX `path`.
+/// Creates the cache: its pool is a temporary file in the directory `path`,
+/// or the device DAX `path`. Returns 0, or -1 with errno EBUSY (created
+/// already), EINVAL (extent larger than the set size, NULL path, a character
+/// device that is not a device DAX, a bad `VMEMCACHE_SHARDING`), or the
+/// errno of the system call that failed (ENOTDIR, ENOENT, EACCES, ENOSPC,
+/// ...). A failed `vmemcache_add` may be retried.
 ///
 /// # Safety
-/// `cache` is NULL or a live handle; `path` is NULL or a C string.
+/// `cache` is NULL or a handle from `vmemcache_new`; `path` is NULL or a
+/// NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn vmemcache_add(cache: *mut VMEMcache, path: *const c_char) -> c_int {
     guarded(-1, || {
@@ -457,11 +471,12 @@ pub unsafe extern "C" fn vmemcache_add(cache: *mut VMEMcache, path: *const c_cha
     })
 }
 
-/// Frees the cache and everything it holds (no `on_evict` calls).
+/// Frees the cache, its entries and the handle, without calling `on_evict`.
 /// `vmemcache_delete(NULL)` does nothing.
 ///
 /// # Safety
-/// `cache` is NULL or a live handle that no other thread uses.
+/// `cache` is NULL or a handle from `vmemcache_new` that no other thread
+/// uses, and that is not used afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn vmemcache_delete(cache: *mut VMEMcache) {
     guarded((), || {
@@ -476,10 +491,13 @@ pub unsafe extern "C" fn vmemcache_delete(cache: *mut VMEMcache) {
     })
 }
 
-/// Registers (or, with NULL, removes) the eviction callback.
+/// Registers `evict` (NULL: none), called with `arg` before an entry is
+/// evicted, explicitly or to make room. The entry is still readable during
+/// the call, and the callback may use the cache.
 ///
 /// # Safety
-/// `cache` is NULL or a live handle that no other thread uses right now.
+/// `cache` is NULL or a handle from `vmemcache_new` that no other thread
+/// uses meanwhile; `evict` is NULL or a function of the callback type.
 #[no_mangle]
 pub unsafe extern "C" fn vmemcache_callback_on_evict(
     cache: *mut VMEMcache,
@@ -498,10 +516,13 @@ pub unsafe extern "C" fn vmemcache_callback_on_evict(
     })
 }
 
-/// Registers (or, with NULL, removes) the miss callback.
+/// Registers `miss` (NULL: none), called with `arg` when a get misses. A
+/// `vmemcache_put` of the key from inside it (into any cache) satisfies the
+/// waiting get.
 ///
 /// # Safety
-/// `cache` is NULL or a live handle that no other thread uses right now.
+/// `cache` is NULL or a handle from `vmemcache_new` that no other thread
+/// uses meanwhile; `miss` is NULL or a function of the callback type.
 #[no_mangle]
 pub unsafe extern "C" fn vmemcache_callback_on_miss(
     cache: *mut VMEMcache,
@@ -520,14 +541,17 @@ pub unsafe extern "C" fn vmemcache_callback_on_miss(
     })
 }
 
-/// Copies up to `vbufsize` bytes of the value of `key`, from `offset` on,
-/// into `vbuf`; stores the value's size in `*vsize`. Returns the bytes
-/// copied (0 with a NULL `vbuf`), or −1 with errno ENOENT on a miss (no
-/// message is recorded for a miss).
+/// Copies the value of `key`, from byte `offset` on, into `vbuf`: at most
+/// `vbufsize` bytes. Stores the value's size in `*vsize` (if `vsize` is not
+/// NULL). Returns the number of bytes copied (0 when `vbuf` is NULL or
+/// `offset` is past the end), or -1 with errno ENOENT when the key is absent
+/// (no message is recorded) or EINVAL. On a miss, `on_miss` runs first and
+/// may satisfy the get.
 ///
 /// # Safety
-/// `cache` is NULL or a live handle; `key` holds `key_size` bytes; `vbuf`
-/// is NULL or holds `vbufsize` writable bytes; `vsize` is NULL or writable.
+/// `cache` is NULL or a handle from `vmemcache_new`; `key` is NULL or holds
+/// `key_size` bytes; `vbuf` is NULL or holds `vbufsize` writable bytes;
+/// `vsize` is NULL or points to a writable `size_t`.
 #[no_mangle]
 pub unsafe extern "C" fn vmemcache_get(
     cache: *mut VMEMcache,
@@ -572,12 +596,13 @@ pub unsafe extern "C" fn vmemcache_get(
     })
 }
 
-/// Returns 1 and stores the value's size in `*vsize` when `key` is present,
-/// 0 when it is not (counting neither a hit nor a miss).
+/// Returns 1 and stores the value's size in `*vsize` (if `vsize` is not
+/// NULL) when `key` is present, 0 when it is not, -1 with errno EINVAL for
+/// bad arguments. Counts neither a hit nor a miss.
 ///
 /// # Safety
-/// `cache` is NULL or a live handle; `key` holds `key_size` bytes; `vsize`
-/// is NULL or writable.
+/// `cache` is NULL or a handle from `vmemcache_new`; `key` is NULL or holds
+/// `key_size` bytes; `vsize` is NULL or points to a writable `size_t`.
 #[no_mangle]
 pub unsafe extern "C" fn vmemcache_exists(
     cache: *mut VMEMcache,
@@ -610,11 +635,14 @@ pub unsafe extern "C" fn vmemcache_exists(
     })
 }
 
-/// Stores `value` under `key`.
+/// Stores a copy of `value` under `key`, evicting entries while the pool is
+/// full (under LRU). Returns 0, or -1 with errno EEXIST (the key is
+/// present), ENOSPC (the value can never fit, or nothing can be evicted),
+/// ENOMEM, or EINVAL.
 ///
 /// # Safety
-/// `cache` is NULL or a live handle; `key` holds `key_size` bytes, `value`
-/// holds `value_size` bytes.
+/// `cache` is NULL or a handle from `vmemcache_new`; `key` is NULL or holds
+/// `key_size` bytes; `value` is NULL or holds `value_size` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn vmemcache_put(
     cache: *mut VMEMcache,
@@ -641,11 +669,15 @@ pub unsafe extern "C" fn vmemcache_put(
     })
 }
 
-/// Evicts the entry of `key`, or with a NULL `key` the entry the policy
-/// picks.
+/// Evicts the entry of `key` or, when `key` is NULL, the one the policy
+/// picks (the least recently used); `on_evict` runs first. Returns 0 (also
+/// when another thread is evicting the entry), or -1 with errno ENOENT (no
+/// such key), EAGAIN (the entry is in use), ESRCH (nothing to evict), or
+/// EINVAL.
 ///
 /// # Safety
-/// `cache` is NULL or a live handle; `key` is NULL or holds `ksize` bytes.
+/// `cache` is NULL or a handle from `vmemcache_new`; `key` is NULL or holds
+/// `ksize` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn vmemcache_evict(
     cache: *mut VMEMcache,
@@ -666,12 +698,13 @@ pub unsafe extern "C" fn vmemcache_evict(
     })
 }
 
-/// Stores the statistic `stat` in `*(unsigned long long *)value`;
-/// `value_size` must be 8.
+/// Stores the statistic `stat` as an `unsigned long long` at `value`;
+/// `value_size` must be 8. Returns 0, or -1 with errno EINVAL (wrong size,
+/// unknown statistic). Without statistics compiled in, every one reads 0.
 ///
 /// # Safety
-/// `cache` is NULL or a live handle; `value` is NULL or holds `value_size`
-/// writable bytes.
+/// `cache` is NULL or a handle from `vmemcache_new`; `value` is NULL or
+/// holds `value_size` writable bytes.
 #[no_mangle]
 pub unsafe extern "C" fn vmemcache_get_stat(
     cache: *mut VMEMcache,
@@ -698,7 +731,8 @@ pub unsafe extern "C" fn vmemcache_get_stat(
     })
 }
 
-/// The calling thread's last message ("" if none).
+/// The last message recorded by a failure on the calling thread ("" if
+/// none), in a buffer of the thread that stays valid until it exits.
 #[no_mangle]
 pub extern "C" fn vmemcache_errormsg() -> *const c_char {
     guarded(c"".as_ptr(), || {
@@ -711,10 +745,13 @@ pub extern "C" fn vmemcache_errormsg() -> *const c_char {
     })
 }
 
-/// Benchmark switches (unstable; they make the cache store wrong data).
+/// UNSTABLE INTERFACE, for benchmarking only: the switches make the cache
+/// skip work and so store wrong data. `INDEX_ONLY`, `NO_ALLOC` and
+/// `NO_MEMCPY` are on while `val` is not 0; `PREFAULT` touches every page of
+/// the pool. An unknown `cfg` records a message. Sets no errno.
 ///
 /// # Safety
-/// `cache` is NULL or a live handle.
+/// `cache` is NULL or a handle from `vmemcache_new`.
 #[no_mangle]
 pub unsafe extern "C" fn vmemcache_bench_set(cache: *mut VMEMcache, cfg: BenchCfgArg, val: usize) {
     guarded((), || {
@@ -840,4 +877,141 @@ mod c_malloc {
 
     #[global_allocator]
     static GLOBAL: Malloc = Malloc;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The committed header: its enums and size macros are raw text in
+    /// cbindgen.toml, so they are checked against the Rust side here.
+    const HEADER: &str = include_str!("../include/libvmemcache.h");
+
+    /// The enumerators of `enum name` in the header, with their values.
+    fn header_enum(name: &str) -> Vec<(String, u32)> {
+        let open = format!("enum {name} {{");
+        let start = HEADER.find(&open).expect("enum in the header") + open.len();
+        let len = HEADER[start..].find("};").expect("end of the enum");
+        let mut next = 0;
+        HEADER[start..start + len]
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(|e| {
+                let (name, value) = match e.split_once('=') {
+                    Some((n, v)) => (n.trim(), v.trim().parse().expect("a number")),
+                    None => (e, next),
+                };
+                next = value + 1;
+                (name.to_string(), value)
+            })
+            .collect()
+    }
+
+    fn rust_enum<T: Copy + fmt::Debug>(all: &[T], value: impl Fn(T) -> u32) -> Vec<(String, u32)> {
+        all.iter().map(|&v| (format!("{v:?}"), value(v))).collect()
+    }
+
+    #[test]
+    fn header_enums_match_the_rust_ones() {
+        use vmemcache_bench_cfg as B;
+        use vmemcache_repl_p as R;
+        use vmemcache_statistic as S;
+        let repl = [
+            R::VMEMCACHE_REPLACEMENT_NONE,
+            R::VMEMCACHE_REPLACEMENT_LRU,
+            R::VMEMCACHE_REPLACEMENT_NUM,
+        ];
+        let stats = [
+            S::VMEMCACHE_STAT_PUT,
+            S::VMEMCACHE_STAT_GET,
+            S::VMEMCACHE_STAT_HIT,
+            S::VMEMCACHE_STAT_MISS,
+            S::VMEMCACHE_STAT_EVICT,
+            S::VMEMCACHE_STAT_ENTRIES,
+            S::VMEMCACHE_STAT_DRAM_SIZE_USED,
+            S::VMEMCACHE_STAT_POOL_SIZE_USED,
+            S::VMEMCACHE_STAT_HEAP_ENTRIES,
+            S::VMEMCACHE_STATS_NUM,
+        ];
+        let bench = [
+            B::VMEMCACHE_BENCH_INDEX_ONLY,
+            B::VMEMCACHE_BENCH_NO_ALLOC,
+            B::VMEMCACHE_BENCH_NO_MEMCPY,
+            B::VMEMCACHE_BENCH_PREFAULT,
+        ];
+        assert_eq!(
+            header_enum("vmemcache_repl_p"),
+            rust_enum(&repl, |v| v as u32)
+        );
+        assert_eq!(
+            header_enum("vmemcache_statistic"),
+            rust_enum(&stats, |v| v as u32)
+        );
+        assert_eq!(
+            header_enum("vmemcache_bench_cfg"),
+            rust_enum(&bench, |v| v as u32)
+        );
+
+        // The engine reads the same values.
+        assert_eq!(
+            Policy::from_u32(R::VMEMCACHE_REPLACEMENT_NONE as u32),
+            Ok(Policy::None)
+        );
+        assert_eq!(
+            Policy::from_u32(R::VMEMCACHE_REPLACEMENT_LRU as u32),
+            Ok(Policy::Lru)
+        );
+        assert!(Policy::from_u32(R::VMEMCACHE_REPLACEMENT_NUM as u32).is_err());
+        for s in &stats[..stats.len() - 1] {
+            let stat = Stat::from_u32(*s as u32).expect("a statistic");
+            assert_eq!(
+                format!("{s:?}").replace('_', "").to_lowercase(),
+                format!("vmemcachestat{stat:?}").to_lowercase()
+            );
+        }
+        assert_eq!(Stat::from_u32(S::VMEMCACHE_STATS_NUM as u32), None);
+        assert_eq!(Stat::COUNT, S::VMEMCACHE_STATS_NUM as u32);
+        for b in bench {
+            let cfg = BenchConfig::from_u32(b as u32).expect("a switch");
+            assert_eq!(
+                format!("{b:?}").replace('_', "").to_lowercase(),
+                format!("vmemcachebench{cfg:?}").to_lowercase()
+            );
+        }
+        assert_eq!(BenchConfig::from_u32(4), None);
+    }
+
+    #[test]
+    fn header_macros_match_the_rust_constants() {
+        let define = |name: &str, value: &str| {
+            let line = format!("#define {name} {value}\n");
+            assert!(HEADER.contains(&line), "the header lacks {line:?}");
+        };
+        define("LIBVMEMCACHE_H", "1");
+        define(
+            "VMEMCACHE_MAJOR_VERSION",
+            &VMEMCACHE_MAJOR_VERSION.to_string(),
+        );
+        define(
+            "VMEMCACHE_MINOR_VERSION",
+            &VMEMCACHE_MINOR_VERSION.to_string(),
+        );
+        define("VMEMCACHE_MIN_POOL", "((size_t)(1024 * 1024))");
+        assert_eq!(crate::MIN_POOL, 1024 * 1024);
+        define("VMEMCACHE_MIN_EXTENT", "((size_t)256)");
+        assert_eq!(crate::MIN_EXTENT, 256);
+    }
+
+    #[test]
+    fn header_is_plain_c89() {
+        assert!(HEADER.is_ascii());
+        assert!(!HEADER.contains("//"), "C89 has no // comments");
+        assert!(!HEADER.contains(",\n}"), "C89 has no trailing enum commas");
+        for t in [
+            "int8_t", "int16_t", "int32_t", "int64_t", "intptr_t", "stdint.h", "bool",
+        ] {
+            assert!(!HEADER.contains(t), "the header uses {t}");
+        }
+    }
 }
