@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, the Rust tests with and without
-# statistics. Run from anywhere; it works in the repository it lives in.
+# statistics, then the C library (built with CMake in build/ctest) and its
+# tests under ctest. Run from anywhere; it works in the repository it lives
+# in. Installs cmake, make, a C compiler, pkg-config (with apt-get, as root)
+# and the pinned cbindgen (with cargo) when they are missing. Set
+# DEVICE_DAX_PATH to run the C conformance suite on a device DAX too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,3 +24,16 @@ cargo test --no-default-features
 
 step "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
+
+step "C library: build tools"
+. scripts/deps.sh
+ensure_c_tools
+ensure_cbindgen
+
+step "C library: configure and build (build/ctest)"
+cmake -S . -B build/ctest -DCMAKE_BUILD_TYPE=Release \
+	-DDEVICE_DAX_PATH="${DEVICE_DAX_PATH:-}" >/dev/null
+cmake --build build/ctest -j "$(nproc)"
+
+step "C library: ctest"
+(cd build/ctest && ctest --output-on-failure -j "$(nproc)")
