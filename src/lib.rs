@@ -26,3 +26,9 @@ mod repl;
 pub use config::{Policy, MIN_EXTENT, MIN_POOL};
 pub use error::Error;
 pub use stats::Stat;
+
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::heap::bench as heap;
+}
