@@ -55,7 +55,7 @@ use std::ptr::{self, NonNull};
 
 use parking_lot::RwLock;
 
-use crate::entry::{accounted_size, Entry, EntryPtr, Links};
+use crate::entry::{accounted_size, Entry, EntryPtr};
 use crate::error::{Error, Result};
 use crate::stats::{sum_clamped, Counter};
 
@@ -491,26 +491,10 @@ fn node_realloc(node: NodePtr, new_cap: usize) -> *mut u8 {
     }
 }
 
-/// DRAM an indexed entry accounts for: `Entry::dram_size`.
-///
-/// An entry without pool storage holds no run list, so its DRAM is its
-/// record alone, measured here from the record's layout (links in front of
-/// the header, key bytes at the end); the value's run list is asked of
-/// `Entry::dram_size` only when there is one.
+/// DRAM an indexed entry accounts for: its record and its run list.
 #[inline]
 fn entry_dram(entry: &Entry) -> u64 {
-    if !entry.allocation().is_empty() {
-        return entry.dram_size() as u64;
-    }
-    let header = entry as *const Entry as usize;
-    let start = if entry.has_links() {
-        header - size_of::<Links>()
-    } else {
-        header
-    };
-    let key = entry.key();
-    let end = key.as_ptr() as usize + key.len();
-    accounted_size(end - start) as u64
+    entry.dram_size() as u64
 }
 
 // ---------------------------------------------------------------------------

@@ -39,6 +39,7 @@ pub use cache::{BenchConfig, Cache, CacheBuilder, Found, OnEvict, OnMiss};
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod internals {
+    pub use crate::heap::bench as heap;
     pub use crate::index::bench as index;
     pub use crate::pool::bench as pool;
 }

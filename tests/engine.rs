@@ -594,6 +594,7 @@ fn puts_inside_on_evict_recurse_500_levels() {
     let handle = std::thread::Builder::new()
         .stack_size(64 << 20)
         .spawn(move || {
+            let deepest = m.clone();
             let cache = CacheBuilder::new()
                 .anonymous()
                 .on_evict(move |cache, _| {
@@ -610,7 +611,7 @@ fn puts_inside_on_evict_recurse_500_levels() {
                 .build()
                 .unwrap();
             let mut i = 0usize;
-            while m.load(Ordering::SeqCst) < 500 {
+            while deepest.load(Ordering::SeqCst) < 500 {
                 let value = vec![(i % 251) as u8; 64 * 1024];
                 cache.put(&i.to_le_bytes(), &value).unwrap();
                 i += 1;
