@@ -571,7 +571,8 @@ test_keys(void)
 	CHECK_RET(vmemcache_get(c, "ab", 2, buf, sizeof(buf), 0, &vsize), 2);
 	CHECK(memcmp(buf, "AB", 2) == 0);
 	CHECK_OK(vmemcache_put(c, binkey, sizeof(binkey), "bin", 3));
-	CHECK_RET(vmemcache_get(c, binkey, 3, buf, sizeof(buf), 0, NULL), -1);
+	CHECK_FAIL(vmemcache_get(c, binkey, 3, buf, sizeof(buf), 0, NULL),
+		ENOENT, NULL);
 	CHECK_RET(vmemcache_get(c, binkey, sizeof(binkey), buf, sizeof(buf), 0,
 		NULL), 3);
 	for (i = 0; i < sizeof(longkey); i++)
@@ -869,8 +870,10 @@ test_stats_sequence(void)
 		CHECK_RET(vmemcache_get(c, key, strlen(key), buf, sizeof(buf),
 			0, NULL), 10);
 	}
-	CHECK_RET(vmemcache_get(c, "x", 1, buf, sizeof(buf), 0, NULL), -1);
-	CHECK_RET(vmemcache_get(c, "y", 1, buf, sizeof(buf), 0, NULL), -1);
+	CHECK_FAIL(vmemcache_get(c, "x", 1, buf, sizeof(buf), 0, NULL), ENOENT,
+		NULL);
+	CHECK_FAIL(vmemcache_get(c, "y", 1, buf, sizeof(buf), 0, NULL), ENOENT,
+		NULL);
 	CHECK_STAT(c, VMEMCACHE_STAT_GET, 13);
 	CHECK_STAT(c, VMEMCACHE_STAT_HIT, 11);
 	CHECK_STAT(c, VMEMCACHE_STAT_MISS, 2);

@@ -256,15 +256,41 @@ fn fail(err: &Error) {
     set_errno(err.errno());
 }
 
-/// Runs `body`, turning a panic into `on_panic` (after reporting it).
-fn guarded<T>(on_panic: T, body: impl FnOnce() -> T) -> T {
+/// Runs the body of an exported function: a panic becomes `on_panic`
+/// (after being reported), and when the result says the call `succeeded`,
+/// errno is put back as the caller left it. The engine's system calls may
+/// leave an errno behind even on success (a best-effort ioctl, a fallback
+/// that worked), and callbacks may set it; the C interface promises errno
+/// untouched on success (SPEC §14 #18), so this is where that is kept.
+fn guarded<T>(on_panic: T, succeeded: impl FnOnce(&T) -> bool, body: impl FnOnce() -> T) -> T {
+    // SAFETY: the calling thread's errno, addressable for the thread's
+    // life; the body runs on this thread.
+    let errno_ptr = unsafe { libc::__errno_location() };
+    // SAFETY: as above.
+    let saved = unsafe { *errno_ptr };
     match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(v) => v,
+        Ok(v) => {
+            if succeeded(&v) {
+                // SAFETY: as above.
+                unsafe { *errno_ptr = saved };
+            }
+            v
+        }
         Err(_) => {
             fail(&Error::Internal("unexpected panic"));
             on_panic
         }
     }
+}
+
+/// The success test of functions returning `int` or `ssize_t`.
+fn nonnegative<T: Copy + PartialOrd + Default>(result: &T) -> bool {
+    *result >= T::default()
+}
+
+/// The success test of functions that cannot fail.
+fn always(_: &()) -> bool {
+    true
 }
 
 /// `body`'s result as the C convention for `int` functions.
@@ -344,25 +370,29 @@ fn install_callbacks(h: &mut VMEMcache, handle: *mut VMEMcache) {
 /// Returns NULL with errno ENOMEM when out of memory.
 #[no_mangle]
 pub extern "C" fn vmemcache_new() -> *mut VMEMcache {
-    guarded(ptr::null_mut(), || {
-        let layout = std::alloc::Layout::new::<VMEMcache>();
-        // SAFETY: the layout is not zero-sized.
-        let p = unsafe { std::alloc::alloc(layout) } as *mut VMEMcache;
-        if p.is_null() {
-            fail(&Error::OutOfMemory);
-            return ptr::null_mut();
-        }
-        // SAFETY: `p` is a fresh allocation for one handle.
-        unsafe {
-            p.write(VMEMcache {
-                config: Config::default(),
-                on_evict: None,
-                on_miss: None,
-                cache: None,
-            })
-        };
-        p
-    })
+    guarded(
+        ptr::null_mut(),
+        |p| !p.is_null(),
+        || {
+            let layout = std::alloc::Layout::new::<VMEMcache>();
+            // SAFETY: the layout is not zero-sized.
+            let p = unsafe { std::alloc::alloc(layout) } as *mut VMEMcache;
+            if p.is_null() {
+                fail(&Error::OutOfMemory);
+                return ptr::null_mut();
+            }
+            // SAFETY: `p` is a fresh allocation for one handle.
+            unsafe {
+                p.write(VMEMcache {
+                    config: Config::default(),
+                    on_evict: None,
+                    on_miss: None,
+                    cache: None,
+                })
+            };
+            p
+        },
+    )
 }
 
 /// Sets the replacement policy: `VMEMCACHE_REPLACEMENT_LRU` (the default) or
@@ -376,7 +406,7 @@ pub unsafe extern "C" fn vmemcache_set_eviction_policy(
     cache: *mut VMEMcache,
     repl_p: ReplPolicyArg,
 ) -> c_int {
-    guarded(-1, || {
+    guarded(-1, nonnegative, || {
         status((|| {
             // SAFETY: as the caller promises.
             let h = unsafe { handle(cache) }?;
@@ -397,7 +427,7 @@ pub unsafe extern "C" fn vmemcache_set_eviction_policy(
 /// `cache` is NULL or a handle from `vmemcache_new`.
 #[no_mangle]
 pub unsafe extern "C" fn vmemcache_set_size(cache: *mut VMEMcache, size: usize) -> c_int {
-    guarded(-1, || {
+    guarded(-1, nonnegative, || {
         status((|| {
             // SAFETY: as the caller promises.
             let h = unsafe { handle(cache) }?;
@@ -422,7 +452,7 @@ pub unsafe extern "C" fn vmemcache_set_extent_size(
     cache: *mut VMEMcache,
     extent_size: usize,
 ) -> c_int {
-    guarded(-1, || {
+    guarded(-1, nonnegative, || {
         status((|| {
             // SAFETY: as the caller promises.
             let h = unsafe { handle(cache) }?;
@@ -448,7 +478,7 @@ pub unsafe extern "C" fn vmemcache_set_extent_size(
 /// NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn vmemcache_add(cache: *mut VMEMcache, path: *const c_char) -> c_int {
-    guarded(-1, || {
+    guarded(-1, nonnegative, || {
         status((|| {
             // SAFETY: as the caller promises.
             let h = unsafe { handle(cache) }?;
@@ -479,7 +509,7 @@ pub unsafe extern "C" fn vmemcache_add(cache: *mut VMEMcache, path: *const c_cha
 /// uses, and that is not used afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn vmemcache_delete(cache: *mut VMEMcache) {
-    guarded((), || {
+    guarded((), always, || {
         if cache.is_null() {
             return;
         }
@@ -504,16 +534,20 @@ pub unsafe extern "C" fn vmemcache_callback_on_evict(
     evict: *mut vmemcache_on_evict,
     arg: *mut c_void,
 ) {
-    guarded((), || {
-        // SAFETY: as the caller promises.
-        match unsafe { handle(cache) } {
-            Ok(h) => {
-                h.on_evict = c_callback(evict as *mut c_void).map(|f| (f, arg));
-                install_callbacks(h, cache);
+    guarded(
+        (),
+        |_| !cache.is_null(),
+        || {
+            // SAFETY: as the caller promises.
+            match unsafe { handle(cache) } {
+                Ok(h) => {
+                    h.on_evict = c_callback(evict as *mut c_void).map(|f| (f, arg));
+                    install_callbacks(h, cache);
+                }
+                Err(e) => fail(&e),
             }
-            Err(e) => fail(&e),
-        }
-    })
+        },
+    )
 }
 
 /// Registers `miss` (NULL: none), called with `arg` when a get misses. A
@@ -529,16 +563,20 @@ pub unsafe extern "C" fn vmemcache_callback_on_miss(
     miss: *mut vmemcache_on_miss,
     arg: *mut c_void,
 ) {
-    guarded((), || {
-        // SAFETY: as the caller promises.
-        match unsafe { handle(cache) } {
-            Ok(h) => {
-                h.on_miss = c_callback(miss as *mut c_void).map(|f| (f, arg));
-                install_callbacks(h, cache);
+    guarded(
+        (),
+        |_| !cache.is_null(),
+        || {
+            // SAFETY: as the caller promises.
+            match unsafe { handle(cache) } {
+                Ok(h) => {
+                    h.on_miss = c_callback(miss as *mut c_void).map(|f| (f, arg));
+                    install_callbacks(h, cache);
+                }
+                Err(e) => fail(&e),
             }
-            Err(e) => fail(&e),
-        }
-    })
+        },
+    )
 }
 
 /// Copies the value of `key`, from byte `offset` on, into `vbuf`: at most
@@ -562,7 +600,7 @@ pub unsafe extern "C" fn vmemcache_get(
     offset: usize,
     vsize: *mut usize,
 ) -> libc::ssize_t {
-    guarded(-1, || {
+    guarded(-1, nonnegative, || {
         let result = (|| {
             // SAFETY: as the caller promises.
             let c = unsafe { ready(cache) }?;
@@ -610,7 +648,7 @@ pub unsafe extern "C" fn vmemcache_exists(
     key_size: usize,
     vsize: *mut usize,
 ) -> c_int {
-    guarded(-1, || {
+    guarded(-1, nonnegative, || {
         let result = (|| {
             // SAFETY: as the caller promises.
             let c = unsafe { ready(cache) }?;
@@ -651,7 +689,7 @@ pub unsafe extern "C" fn vmemcache_put(
     value: *const c_void,
     value_size: usize,
 ) -> c_int {
-    guarded(-1, || {
+    guarded(-1, nonnegative, || {
         status((|| {
             if cache.is_null() {
                 return Err(Error::NullArgument("cache"));
@@ -684,7 +722,7 @@ pub unsafe extern "C" fn vmemcache_evict(
     key: *const c_void,
     ksize: usize,
 ) -> c_int {
-    guarded(-1, || {
+    guarded(-1, nonnegative, || {
         status((|| {
             // SAFETY: as the caller promises.
             let c = unsafe { ready(cache) }?;
@@ -712,7 +750,7 @@ pub unsafe extern "C" fn vmemcache_get_stat(
     value: *mut c_void,
     value_size: usize,
 ) -> c_int {
-    guarded(-1, || {
+    guarded(-1, nonnegative, || {
         status((|| {
             // SAFETY: as the caller promises.
             let c = unsafe { ready(cache) }?;
@@ -735,14 +773,18 @@ pub unsafe extern "C" fn vmemcache_get_stat(
 /// none), in a buffer of the thread that stays valid until it exits.
 #[no_mangle]
 pub extern "C" fn vmemcache_errormsg() -> *const c_char {
-    guarded(c"".as_ptr(), || {
-        let buf = message_buffer();
-        if buf.is_null() {
-            c"".as_ptr()
-        } else {
-            buf
-        }
-    })
+    guarded(
+        c"".as_ptr(),
+        |_| true,
+        || {
+            let buf = message_buffer();
+            if buf.is_null() {
+                c"".as_ptr()
+            } else {
+                buf
+            }
+        },
+    )
 }
 
 /// UNSTABLE INTERFACE, for benchmarking only: the switches make the cache
@@ -754,7 +796,7 @@ pub extern "C" fn vmemcache_errormsg() -> *const c_char {
 /// `cache` is NULL or a handle from `vmemcache_new`.
 #[no_mangle]
 pub unsafe extern "C" fn vmemcache_bench_set(cache: *mut VMEMcache, cfg: BenchCfgArg, val: usize) {
-    guarded((), || {
+    guarded((), always, || {
         // SAFETY: as the caller promises.
         let Ok(c) = (unsafe { ready(cache) }) else {
             return;
@@ -806,6 +848,20 @@ mod c_malloc {
     /// malloc's guaranteed alignment on 64-bit glibc.
     const MALLOC_ALIGN: usize = 16;
 
+    /// `malloc`, called through a pointer the optimiser cannot see through.
+    /// Called directly, LLVM turns a `malloc` followed by zeroing (a `Vec`
+    /// filled with zeros right after `with_capacity`, or `alloc_zeroed`
+    /// below) into one `calloc` call, which programs that count the library's
+    /// memory by defining `malloc`, `realloc` and `free` would not see
+    /// (SPEC §12 item 3).
+    #[inline(always)]
+    fn malloc(size: usize) -> *mut u8 {
+        let f: unsafe extern "C" fn(libc::size_t) -> *mut libc::c_void =
+            std::hint::black_box(libc::malloc);
+        // SAFETY: plain malloc.
+        unsafe { f(size) as *mut u8 }
+    }
+
     struct Malloc;
 
     // SAFETY: every block comes from malloc and goes back to free; over-
@@ -813,15 +869,13 @@ mod c_malloc {
     unsafe impl GlobalAlloc for Malloc {
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
             if layout.align() <= MALLOC_ALIGN {
-                // SAFETY: plain malloc.
-                return unsafe { libc::malloc(layout.size()) } as *mut u8;
+                return malloc(layout.size());
             }
             let extra = layout.align() + std::mem::size_of::<usize>();
             let Some(total) = layout.size().checked_add(extra) else {
                 return std::ptr::null_mut();
             };
-            // SAFETY: plain malloc.
-            let raw = unsafe { libc::malloc(total) } as *mut u8;
+            let raw = malloc(total);
             if raw.is_null() {
                 return raw;
             }
