@@ -1636,7 +1636,7 @@ test_sharding_invalid(void)
 /* --- threads (SPEC 12 item 7), small ---------------------------------------------- */
 
 #define THREADS 4
-#define THREAD_OPS 20000
+#define THREAD_OPS 50000
 #define THREAD_KEYS 2000
 
 struct worker {
