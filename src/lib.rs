@@ -23,6 +23,12 @@ mod index;
 mod pool;
 mod repl;
 
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::repl::bench as repl;
+}
+
 pub use config::{Policy, MIN_EXTENT, MIN_POOL};
 pub use error::Error;
 pub use stats::Stat;
