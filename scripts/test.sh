@@ -22,6 +22,10 @@ cargo test
 step "cargo test --no-default-features (statistics compiled out)"
 cargo test --no-default-features
 
+step "example programs"
+cargo run --quiet --example two_level
+cargo run --quiet --example two_level -- "${TMPDIR:-/tmp}"
+
 step "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
 

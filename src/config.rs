@@ -2,7 +2,7 @@
 //!
 //! This module owns the defaults and the rules each setting must obey, in
 //! the order the original checks them. It knows nothing of pools or
-//! indexes: [`Config::check_for_add`] only validates, the cache builds.
+//! indexes: it only validates, the cache builds.
 
 use crate::error::{Error, Result};
 

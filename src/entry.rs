@@ -294,6 +294,7 @@ impl Entry {
     }
 
     /// Whether the entry is claimed for eviction.
+    #[cfg(test)]
     pub(crate) fn is_claimed(&self) -> bool {
         self.evicting.load(Ordering::Acquire)
     }

@@ -42,4 +42,5 @@ pub mod internals {
     pub use crate::heap::bench as heap;
     pub use crate::index::bench as index;
     pub use crate::pool::bench as pool;
+    pub use crate::repl::bench as repl;
 }
