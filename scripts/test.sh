@@ -33,6 +33,7 @@ step "C library: build tools"
 . scripts/deps.sh
 ensure_c_tools
 ensure_cbindgen
+ensure_checkers
 
 step "C library: configure and build (build/ctest)"
 cmake -S . -B build/ctest -DCMAKE_BUILD_TYPE=Release \
