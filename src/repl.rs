@@ -169,18 +169,22 @@ struct MarkRing {
 
 impl MarkRing {
     /// A ring of `capacity` slots, rounded up to a power of two.
-    fn new(capacity: usize) -> MarkRing {
+    /// `Error::OutOfMemory` rather than an abort when memory has run out.
+    fn new(capacity: usize) -> Result<MarkRing> {
         let capacity = capacity.max(1).next_power_of_two();
-        MarkRing {
+        let mut slots = Vec::new();
+        slots
+            .try_reserve_exact(capacity)
+            .map_err(|_| Error::OutOfMemory)?;
+        slots.extend((0..capacity).map(|_| AtomicPtr::new(ptr::null_mut())));
+        Ok(MarkRing {
             tail: AtomicUsize::new(0),
             _tail_line: [0; 15],
             head: AtomicUsize::new(0),
-            slots: (0..capacity)
-                .map(|_| AtomicPtr::new(ptr::null_mut()))
-                .collect(),
+            slots: slots.into_boxed_slice(),
             mask: capacity - 1,
             _head_line: [0; 12],
-        }
+        })
     }
 
     fn capacity(&self) -> usize {
@@ -575,11 +579,17 @@ unsafe fn claim_idle(e: *const Entry) -> bool {
 }
 
 impl Lru {
-    /// `rings` is rounded up to a power of two.
-    fn new(rings: usize, capacity: usize, drain_batch: usize) -> Lru {
-        let rings: Box<[MarkRing]> = (0..rings.max(1).next_power_of_two())
-            .map(|_| MarkRing::new(capacity))
-            .collect();
+    /// `rings` is rounded up to a power of two. `Error::OutOfMemory`
+    /// rather than an abort when memory has run out.
+    fn new(rings: usize, capacity: usize, drain_batch: usize) -> Result<Lru> {
+        let count = rings.max(1).next_power_of_two();
+        let mut list = Vec::new();
+        list.try_reserve_exact(count)
+            .map_err(|_| Error::OutOfMemory)?;
+        for _ in 0..count {
+            list.push(MarkRing::new(capacity)?);
+        }
+        let rings = list.into_boxed_slice();
         for ring in rings.iter() {
             // Stored to without a read-modify-write, read by others:
             // atomics, not data, for valgrind's thread checkers (`tail`
@@ -587,13 +597,13 @@ impl Lru {
             valgrind::atomic_word(&ring.head);
             valgrind::atomic_word(&ring.slots[..]);
         }
-        Lru {
+        Ok(Lru {
             rings,
             drain_batch: drain_batch.max(1),
             drain_at: (capacity.max(1).next_power_of_two() / 2).max(1),
             _read_mostly: [0; 12],
             list: Mutex::new(List::new()),
-        }
+        })
     }
 
     /// The calling thread's ring.
@@ -951,7 +961,7 @@ impl Repl {
         Ok(Repl {
             lru: match policy {
                 Policy::None => None,
-                Policy::Lru => Some(Lru::new(RINGS, RING_CAPACITY, RING_CAPACITY)),
+                Policy::Lru => Some(Lru::new(RINGS, RING_CAPACITY, RING_CAPACITY)?),
             },
         })
     }
@@ -960,7 +970,10 @@ impl Repl {
     /// apply at most `drain_batch` marks of each (tests and benchmarks).
     pub(crate) fn with_rings(rings: usize, capacity: usize, drain_batch: usize) -> Repl {
         Repl {
-            lru: Some(Lru::new(rings, capacity, drain_batch)),
+            // Tests and benchmarks: out of memory aborts, as `Box::new`.
+            lru: Some(Lru::new(rings, capacity, drain_batch).unwrap_or_else(|_| {
+                std::alloc::handle_alloc_error(std::alloc::Layout::new::<MarkRing>())
+            })),
         }
     }
 
@@ -2271,7 +2284,7 @@ mod tests {
     #[test]
     fn ring_order_capacity_and_wrap() {
         let es = Entries::new(5);
-        let ring = MarkRing::new(3);
+        let ring = MarkRing::new(3).unwrap();
         assert_eq!(ring.capacity(), 4);
         let mut out = [None; 8];
         for round in 0..3 {
@@ -2297,7 +2310,7 @@ mod tests {
     #[test]
     fn ring_consumer_stops_at_an_unpublished_slot() {
         let es = Entries::new(3);
-        let ring = MarkRing::new(8);
+        let ring = MarkRing::new(8).unwrap();
         ring.push(es.ptr(0)).unwrap();
         // A producer claims the next index and has not published yet.
         let claimed = ring.tail.fetch_add(1, Ordering::Relaxed);
@@ -2323,7 +2336,7 @@ mod tests {
         const PER: usize = 20_000;
         const PRODUCERS: usize = 3;
         let es = Entries::new(PER * PRODUCERS);
-        let ring = MarkRing::new(16);
+        let ring = MarkRing::new(16).unwrap();
         let consumer = Mutex::new(vec![0usize; PRODUCERS]);
         let seen: Vec<AtomicBool> = (0..PER * PRODUCERS)
             .map(|_| AtomicBool::new(false))
