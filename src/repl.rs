@@ -840,11 +840,11 @@ impl Lru {
         use std::collections::{HashMap, HashSet};
 
         let list = self.list.lock();
-        let mut linked = HashSet::new();
+        let mut linked: HashSet<*const Entry> = HashSet::new();
         let mut prev: *const Entry = ptr::null();
         let mut cur = list.head;
         while !cur.is_null() {
-            if !linked.insert(cur as usize) {
+            if !linked.insert(cur) {
                 return Err(format!("cycle in the list at entry #{}", linked.len()));
             }
             if linked.len() > list.len {
@@ -889,14 +889,14 @@ impl Lru {
             }
             marks.extend(published);
         }
-        let mut counts: HashMap<usize, usize> = HashMap::new();
+        let mut counts: HashMap<*const Entry, usize> = HashMap::new();
         for p in &marks {
-            *counts.entry(p.as_ptr() as usize).or_default() += 1;
+            *counts.entry(p.as_ptr() as *const Entry).or_default() += 1;
         }
-        for (&addr, &count) in &counts {
+        for (&e, &count) in &counts {
             // SAFETY: entries with marks are alive.
-            let entry = unsafe { &*(addr as *const Entry) };
-            let is_linked = linked.contains(&addr);
+            let entry = unsafe { &*e };
+            let is_linked = linked.contains(&e);
             // Relaxed: as above.
             let s = entry.slot().load(Ordering::Relaxed);
             let expected = match (s, is_linked) {
@@ -916,11 +916,11 @@ impl Lru {
                 ));
             }
         }
-        for &addr in &linked {
+        for &e in &linked {
             // SAFETY: linked entries are alive.
-            let entry = unsafe { &*(addr as *const Entry) };
+            let entry = unsafe { &*e };
             // Relaxed: as above.
-            if entry.slot().load(Ordering::Relaxed) == SLOT_QUEUED && !counts.contains_key(&addr) {
+            if entry.slot().load(Ordering::Relaxed) == SLOT_QUEUED && !counts.contains_key(&e) {
                 return Err("queued entry missing from the ring".into());
             }
         }
@@ -1098,6 +1098,24 @@ mod chaos {
     pub(super) fn point() {}
 }
 
+/// Unit tests of every rule and error; a model of the buffered LRU on
+/// plain collections, driven by random operation sequences (including
+/// touches and insertions caught between their slot change and their
+/// push); concurrent stress runs with validation at quiescent points; and
+/// tests of the ring alone.
+///
+/// The concurrent tests are small enough to run under Miri, which checks
+/// them for data races and undefined behaviour and emulates weak memory
+/// (it fails them if, say, the ring's publishing store is made relaxed):
+///
+/// ```text
+/// MIRIFLAGS="-Zmiri-tree-borrows -Zmiri-many-seeds=0..12" \
+///     cargo +nightly miri test --lib -- repl::tests::stress repl::tests::ring_many
+/// ```
+///
+/// (`Entry::links` steps from `&Entry` back to the links in front of it,
+/// which Tree Borrows accepts and Stacked Borrows does not.) A longer
+/// randomised run: `cargo test --release --lib -- --ignored repl::`.
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1206,7 +1224,7 @@ mod tests {
         let es = Entries::new(2);
         let mut repl = Repl::new(Policy::None).unwrap();
         assert!(!repl.uses_links());
-        let bare = Entry::create(b"bare", false).unwrap();
+        let bare = Entry::create(b"record without links", false).unwrap();
         // SAFETY: alive until destroyed below.
         let bare_entry = unsafe { bare.get() };
         for e in [es.get(0), es.get(1), bare_entry] {
@@ -1278,7 +1296,7 @@ mod tests {
         repl.insert(es.get(0));
         assert_eq!(repl.validate(), Ok(()));
         assert_eq!(order(&repl), [0]);
-        let bare = Entry::create(b"bare", false).unwrap();
+        let bare = Entry::create(b"record without links", false).unwrap();
         // SAFETY: alive until destroyed below.
         let bare_entry = unsafe { bare.get() };
         repl.insert(bare_entry);
@@ -2209,10 +2227,19 @@ mod tests {
         assert_eq!(repl.validate(), Ok(()));
     }
 
+    /// Seeds, entries and operations per thread of the stress runs: small
+    /// under Miri, which checks every access for data races.
+    const STRESS: (u64, usize, usize) = if cfg!(miri) {
+        (1, 40, 150)
+    } else {
+        (6, 400, 3000)
+    };
+
     #[test]
     fn stress_small_rings() {
-        for seed in 1..=6u64 {
-            stress(seed * 0x9e37_79b9, RINGS, 8, 8, 400, 3000);
+        let (seeds, entries, ops) = STRESS;
+        for seed in 1..=seeds {
+            stress(seed * 0x9e37_79b9, RINGS, 8, 8, entries, ops);
         }
     }
 
@@ -2220,8 +2247,9 @@ mod tests {
     fn stress_one_shared_ring() {
         // Every thread on one ring: producers race for its slots, and
         // drains meet claimed slots not yet published.
-        for seed in 1..=6u64 {
-            stress(seed * 0xc2b2_ae35, 1, 8, 8, 400, 3000);
+        let (seeds, entries, ops) = STRESS;
+        for seed in 1..=seeds {
+            stress(seed * 0xc2b2_ae35, 1, 8, 8, entries, ops);
         }
     }
 
@@ -2229,13 +2257,25 @@ mod tests {
     fn stress_short_drains() {
         // Drains that leave marks behind make evictions take entries
         // straight from the rings.
-        for seed in 1..=6u64 {
-            stress(seed * 0x85eb_ca6b, RINGS, 16, 3, 400, 3000);
-            stress(seed * 0x27d4_eb2f, 1, 16, 3, 400, 3000);
+        let (seeds, entries, ops) = STRESS;
+        for seed in 1..=seeds {
+            stress(seed * 0x85eb_ca6b, RINGS, 16, 3, entries, ops);
+            stress(seed * 0x27d4_eb2f, 1, 16, 3, entries, ops);
         }
     }
 
     #[test]
+    #[ignore = "long: run in release mode"]
+    fn stress_many_seeds() {
+        for seed in 1..=300u64 {
+            stress(seed * 0x1656_67b1, RINGS, 8, 8, 2000, 20_000);
+            stress(seed * 0x9e37_79b9, 1, 8, 8, 2000, 20_000);
+            stress(seed * 0x85eb_ca6b, RINGS, 16, 3, 2000, 20_000);
+        }
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)]
     fn stress_real_rings() {
         stress(
             0xdead_beef,
@@ -2301,7 +2341,7 @@ mod tests {
         // Producers push distinct records; one consumer at a time (under a
         // mutex, as the drains) takes every one exactly once, each
         // producer's in order.
-        const PER: usize = 20_000;
+        const PER: usize = if cfg!(miri) { 200 } else { 20_000 };
         const PRODUCERS: usize = 3;
         let es = Entries::new(PER * PRODUCERS);
         let ring = MarkRing::new(16);
