@@ -2274,10 +2274,15 @@ mod tests {
         }
     }
 
+    /// Many seeds of the stress test: 3 by default, as many as
+    /// `VMEMCACHE_STRESS_SEEDS` says for long runs (e.g. 300 in release mode).
     #[test]
-    #[ignore = "long: run in release mode"]
     fn stress_many_seeds() {
-        for seed in 1..=300u64 {
+        let seeds: u64 = std::env::var("VMEMCACHE_STRESS_SEEDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3);
+        for seed in 1..=seeds {
             stress(seed * 0x1656_67b1, RINGS, 8, 8, 2000, 20_000);
             stress(seed * 0x9e37_79b9, 1, 8, 8, 2000, 20_000);
             stress(seed * 0x85eb_ca6b, RINGS, 16, 3, 2000, 20_000);
