@@ -130,6 +130,19 @@ impl Drop for PendingGuard {
 /// §14 #1) and records the clamped length and the value size. Runs first in
 /// every put, on every cache, before any validation.
 pub(crate) fn satisfy_pending_miss(key: &[u8], value: &[u8]) {
+    // SAFETY: a slice's bytes are readable.
+    unsafe { satisfy_pending_miss_raw(key, value.as_ptr(), value.len()) }
+}
+
+/// [`satisfy_pending_miss`] for a value given as a pointer and a length,
+/// so that the C layer never forms a slice over a value it must not read
+/// (one larger than the pool): only the bytes copied to the waiting get
+/// are ever read.
+///
+/// # Safety
+/// When a pending get of this thread waits for `key`, `value` must hold
+/// `value_len` readable bytes.
+pub(crate) unsafe fn satisfy_pending_miss_raw(key: &[u8], value: *const u8, value_len: usize) {
     let mut cur = PENDING_MISS.with(|p| p.get());
     while !cur.is_null() {
         // SAFETY: records on the stack are popped (by their guard) before
@@ -140,7 +153,7 @@ pub(crate) fn satisfy_pending_miss(key: &[u8], value: &[u8]) {
             // SAFETY: the waiting get's key outlives its record.
             && unsafe { std::slice::from_raw_parts(pending.key, pending.key_len) } == key
         {
-            let avail = value.len().saturating_sub(pending.offset);
+            let avail = value_len.saturating_sub(pending.offset);
             let copied = match pending.dest {
                 // The original reports the clamped length even without a
                 // buffer (kept, SPEC §14 #2).
@@ -150,9 +163,7 @@ pub(crate) fn satisfy_pending_miss(key: &[u8], value: &[u8]) {
                     if n > 0 {
                         // SAFETY: the waiting get lent `buf` for `len`
                         // bytes and does not touch it until we return.
-                        unsafe {
-                            ptr::copy_nonoverlapping(value.as_ptr().add(pending.offset), buf, n)
-                        };
+                        unsafe { ptr::copy_nonoverlapping(value.add(pending.offset), buf, n) };
                     }
                     n
                 }
@@ -161,12 +172,16 @@ pub(crate) fn satisfy_pending_miss(key: &[u8], value: &[u8]) {
                     let vec = unsafe { &mut *vec };
                     vec.clear();
                     if avail > 0 {
-                        vec.extend_from_slice(&value[pending.offset..]);
+                        // SAFETY: `value` holds `value_len` bytes (the
+                        // caller's promise); we read the last `avail`.
+                        vec.extend_from_slice(unsafe {
+                            std::slice::from_raw_parts(value.add(pending.offset), avail)
+                        });
                     }
                     avail
                 }
             };
-            pending.result.set(Some((copied, value.len())));
+            pending.result.set(Some((copied, value_len)));
             return;
         }
         cur = pending.outer;

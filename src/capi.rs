@@ -25,7 +25,7 @@ use std::path::Path;
 use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::cache::{satisfy_pending_miss, BenchConfig, Cache, Dest, OnEvict};
+use crate::cache::{satisfy_pending_miss_raw, BenchConfig, Cache, Dest, OnEvict};
 use crate::config::{Config, Policy};
 use crate::error::Error;
 use crate::pool::Pool;
@@ -755,12 +755,21 @@ pub unsafe extern "C" fn vmemcache_put(
             }
             // SAFETY: as the caller promises.
             let key = unsafe { bytes(key, key_size, "key") }?;
-            // SAFETY: as the caller promises. The value is only read where
-            // it is needed: a value too large for the pool is never read.
-            let value = unsafe { bytes(value, value_size, "value") }?;
-            satisfy_pending_miss(key, value);
+            if value.is_null() && value_size > 0 {
+                return Err(Error::NullArgument("value"));
+            }
+            // SAFETY: `value` holds `value_size` bytes, as the caller
+            // promises; only a waiting get of this very key reads them.
+            unsafe { satisfy_pending_miss_raw(key, value as *const u8, value_size) };
             // SAFETY: as the caller promises.
             let c = unsafe { ready(cache) }?;
+            // A value larger than the pool is rejected before any slice is
+            // formed over it: it is never read (SPEC §4 step 2).
+            if value_size > c.pool_size() {
+                return Err(Error::ValueTooLarge);
+            }
+            // SAFETY: as the caller promises.
+            let value = unsafe { bytes(value, value_size, "value") }?;
             c.put_unchecked_pending(key, value)
         })())
     })
