@@ -57,3 +57,39 @@ ensure_cbindgen() {
 	echo "installing cbindgen $CBINDGEN_VERSION with cargo (a few minutes)"
 	cargo install cbindgen --locked --version "$CBINDGEN_VERSION"
 }
+
+# The checkers of the reliability tests: valgrind (memcheck, helgrind, drd)
+# and clang with libFuzzer. Optional: the tests that need a missing one are
+# skipped and say so.
+ensure_checkers() {
+	local need=()
+	have valgrind || need+=(valgrind)
+	if ! clang_has_libfuzzer; then
+		need+=(clang)
+		# libFuzzer's runtime: its own package on Debian 12 and later.
+		if have apt-cache; then
+			if apt-cache show libclang-rt-dev >/dev/null 2>&1; then
+				need+=(libclang-rt-dev)
+			fi
+		fi
+	fi
+	if [ ${#need[@]} -gt 0 ]; then
+		apt_install "${need[@]}" || true
+	fi
+	have valgrind || echo "note: no valgrind: the valgrind tests (ctest -L valgrind) will be skipped"
+	clang_has_libfuzzer || echo "note: no clang with libFuzzer: the C fuzz target will be skipped"
+}
+
+# Whether clang can link a libFuzzer target.
+clang_has_libfuzzer() {
+	have clang || return 1
+	local dir
+	dir=$(mktemp -d) || return 1
+	printf '%s\n' '#include <stddef.h>' '#include <stdint.h>' \
+		'int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { (void)d; (void)n; return 0; }' \
+		> "$dir/probe.c"
+	clang -fsanitize=fuzzer "$dir/probe.c" -o "$dir/probe" >/dev/null 2>&1
+	local status=$?
+	rm -rf "$dir"
+	return $status
+}

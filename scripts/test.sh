@@ -2,9 +2,11 @@
 # The whole test suite: formatting, lints, the Rust tests with and without
 # statistics, then the C library (built with CMake in build/ctest) and its
 # tests under ctest. Run from anywhere; it works in the repository it lives
-# in. Installs cmake, make, a C compiler, pkg-config (with apt-get, as root)
-# and the pinned cbindgen (with cargo) when they are missing. Set
-# DEVICE_DAX_PATH to run the C conformance suite on a device DAX too.
+# in. Installs cmake, make, a C compiler, pkg-config, valgrind and clang with
+# libFuzzer (with apt-get, as root) and the pinned cbindgen (with cargo) when
+# they are missing. Includes the time-boxed fuzz smoke runs and the valgrind
+# tests (see RELIABILITY.md). Set DEVICE_DAX_PATH to run the C conformance
+# suite on a device DAX too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +24,9 @@ cargo test
 step "cargo test --no-default-features (statistics compiled out)"
 cargo test --no-default-features
 
+step "fuzz smoke run: random operations against a model, 25 s"
+VMEMCACHE_FUZZ_SECONDS=25 cargo test --quiet --test model
+
 step "example programs"
 cargo run --quiet --example two_level
 cargo run --quiet --example two_level -- "${TMPDIR:-/tmp}"
@@ -33,6 +38,7 @@ step "C library: build tools"
 . scripts/deps.sh
 ensure_c_tools
 ensure_cbindgen
+ensure_checkers
 
 step "C library: configure and build (build/ctest)"
 cmake -S . -B build/ctest -DCMAKE_BUILD_TYPE=Release \

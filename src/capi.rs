@@ -25,7 +25,7 @@ use std::path::Path;
 use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::cache::{satisfy_pending_miss_raw, BenchConfig, Cache, Dest};
+use crate::cache::{satisfy_pending_miss_raw, BenchConfig, Cache, Dest, OnEvict};
 use crate::config::{Config, Policy};
 use crate::error::Error;
 use crate::pool::Pool;
@@ -250,7 +250,9 @@ fn set_errno(value: c_int) {
 
 /// Reports `err` the C way: message (if it has one), then errno.
 fn fail(err: &Error) {
-    if err.c_message().is_some() {
+    // Formatted straight into the buffer: reporting ENOMEM must not need
+    // memory.
+    if err.records_message() {
         record(format_args!("{}", err));
     }
     set_errno(err.errno());
@@ -348,17 +350,46 @@ fn c_callback(f: *mut c_void) -> Option<CallbackFn> {
     }
 }
 
-fn install_callbacks(h: &mut VMEMcache, handle: *mut VMEMcache) {
-    let on_evict = h.on_evict.map(|(f, arg)| CCallback { f, arg, handle });
-    let on_miss = h.on_miss.map(|(f, arg)| CCallback { f, arg, handle });
-    if let Some(cache) = h.cache.as_mut() {
-        cache.set_on_evict(
-            on_evict.map(|cb| Box::new(move |_: &Cache, key: &[u8]| cb.call(key)) as _),
-        );
-        cache.set_on_miss(
-            on_miss.map(|cb| Box::new(move |_: &Cache, key: &[u8]| cb.call(key)) as _),
-        );
+/// `Box::new(value)`, but `Error::OutOfMemory` where `Box::new` would abort
+/// the process because memory has run out.
+fn try_box<T>(value: T) -> Result<Box<T>, Error> {
+    let layout = std::alloc::Layout::new::<T>();
+    if layout.size() == 0 {
+        return Ok(Box::new(value));
     }
+    // SAFETY: the layout is not zero-sized.
+    let p = unsafe { std::alloc::alloc(layout) } as *mut T;
+    if p.is_null() {
+        return Err(Error::OutOfMemory);
+    }
+    // SAFETY: `p` is a fresh allocation of the global allocator with the
+    // layout of `T`, which is what `Box::from_raw` requires.
+    unsafe {
+        p.write(value);
+        Ok(Box::from_raw(p))
+    }
+}
+
+/// The engine's form of a C callback.
+fn boxed_callback(cb: CCallback) -> Result<Box<OnEvict>, Error> {
+    Ok(try_box(move |_: &Cache, key: &[u8]| cb.call(key))?)
+}
+
+/// Hands the handle's callbacks to its cache (if it has one yet). On
+/// failure the cache keeps the callbacks it had.
+fn install_callbacks(h: &mut VMEMcache, handle: *mut VMEMcache) -> Result<(), Error> {
+    let Some(cache) = h.cache.as_mut() else {
+        return Ok(());
+    };
+    let boxed = |c: Option<(CallbackFn, *mut c_void)>| {
+        c.map(|(f, arg)| boxed_callback(CCallback { f, arg, handle }))
+            .transpose()
+    };
+    let on_evict = boxed(h.on_evict)?;
+    let on_miss = boxed(h.on_miss)?;
+    cache.set_on_evict(on_evict);
+    cache.set_on_miss(on_miss);
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -495,7 +526,11 @@ pub unsafe extern "C" fn vmemcache_add(cache: *mut VMEMcache, path: *const c_cha
             ));
             let pool = Pool::open(path, h.config.size)?;
             h.cache = Some(Cache::with_pool(pool, &h.config)?);
-            install_callbacks(h, cache);
+            if let Err(e) = install_callbacks(h, cache) {
+                // Not added after all: the handle stays unconfigured.
+                h.cache = None;
+                return Err(e);
+            }
             Ok(())
         })())
     })
@@ -535,19 +570,31 @@ pub unsafe extern "C" fn vmemcache_callback_on_evict(
     arg: *mut c_void,
 ) {
     guarded(
-        (),
-        |_| !cache.is_null(),
+        false,
+        |installed| *installed,
         || {
             // SAFETY: as the caller promises.
             match unsafe { handle(cache) } {
                 Ok(h) => {
+                    let previous = h.on_evict;
                     h.on_evict = c_callback(evict as *mut c_void).map(|f| (f, arg));
-                    install_callbacks(h, cache);
+                    match install_callbacks(h, cache) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            // ENOMEM: the old callback stays in force.
+                            h.on_evict = previous;
+                            fail(&e);
+                            false
+                        }
+                    }
                 }
-                Err(e) => fail(&e),
+                Err(e) => {
+                    fail(&e);
+                    false
+                }
             }
         },
-    )
+    );
 }
 
 /// Registers `miss` (NULL: none), called with `arg` when a get misses. A
@@ -564,19 +611,31 @@ pub unsafe extern "C" fn vmemcache_callback_on_miss(
     arg: *mut c_void,
 ) {
     guarded(
-        (),
-        |_| !cache.is_null(),
+        false,
+        |installed| *installed,
         || {
             // SAFETY: as the caller promises.
             match unsafe { handle(cache) } {
                 Ok(h) => {
+                    let previous = h.on_miss;
                     h.on_miss = c_callback(miss as *mut c_void).map(|f| (f, arg));
-                    install_callbacks(h, cache);
+                    match install_callbacks(h, cache) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            // ENOMEM: the old callback stays in force.
+                            h.on_miss = previous;
+                            fail(&e);
+                            false
+                        }
+                    }
                 }
-                Err(e) => fail(&e),
+                Err(e) => {
+                    fail(&e);
+                    false
+                }
             }
         },
-    )
+    );
 }
 
 /// Copies the value of `key`, from byte `offset` on, into `vbuf`: at most
@@ -813,6 +872,35 @@ pub unsafe extern "C" fn vmemcache_bench_set(cache: *mut VMEMcache, cfg: BenchCf
         match BenchConfig::from_u32(cfg) {
             Some(cfg) => c.bench_set(cfg, val),
             None => record(format_args!("invalid config parameter: {}", cfg)),
+        }
+    })
+}
+
+/// Not part of the C interface: checks every invariant of the heap, the
+/// index and the policy, for the C fuzz target (`fuzz/c_api_fuzz.c`), which
+/// links the static library built with the `internals` feature. Returns 0,
+/// or -1 with errno EFAULT and the broken invariant as the message (EINVAL
+/// for a handle that is not ready). Only meaningful while no other thread
+/// uses the cache. The shared library neither has nor exports it.
+///
+/// # Safety
+/// `cache` is NULL or a handle from `vmemcache_new`.
+#[cfg(feature = "internals")]
+#[no_mangle]
+pub unsafe extern "C" fn vmemcache_internal_validate(cache: *mut VMEMcache) -> c_int {
+    guarded(-1, nonnegative, || {
+        // SAFETY: as the caller promises.
+        let c = match unsafe { ready(cache) } {
+            Ok(c) => c,
+            Err(e) => return status(Err(e)),
+        };
+        match c.validate() {
+            Ok(()) => 0,
+            Err(broken) => {
+                record(format_args!("invariant broken: {}", broken));
+                set_errno(libc::EFAULT);
+                -1
+            }
         }
     })
 }

@@ -26,6 +26,7 @@ use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU8, Ordering};
 
 use crate::error::{Error, Result};
 use crate::heap::Allocation;
+use crate::valgrind;
 
 /// Policy slot: the entry is not (yet) registered with the policy.
 pub(crate) const SLOT_UNREGISTERED: u8 = 0;
@@ -178,6 +179,11 @@ impl Entry {
                 key: [],
             });
             ptr::copy_nonoverlapping(key.as_ptr(), (header as *mut u8).add(HEADER), key.len());
+            // Plain atomic stores change these two words (the policy's
+            // drain, a backed-out eviction): tell valgrind's thread
+            // checkers they are synchronisation words, not data.
+            valgrind::atomic_word(&(*header).slot);
+            valgrind::atomic_word(&(*header).evicting);
             Ok(EntryPtr(NonNull::new_unchecked(header)))
         }
     }
@@ -266,10 +272,14 @@ impl Entry {
     /// happen before the destruction; the acquire fence of the last thread
     /// makes every other thread's uses visible to it (the `Arc` protocol).
     pub(crate) fn release(&self) -> bool {
+        // The same edge for valgrind's thread checkers, which do not see
+        // it in the atomics.
+        valgrind::happens_before(&self.refs);
         if self.refs.fetch_sub(1, Ordering::Release) != 1 {
             return false;
         }
         fence(Ordering::Acquire);
+        valgrind::happens_after(&self.refs);
         true
     }
 
@@ -283,13 +293,20 @@ impl Entry {
     /// AcqRel: the winner must see the entry as its previous owner left it
     /// (an evictor that backed out), and losers need no data from it.
     pub(crate) fn try_claim(&self) -> bool {
-        self.evicting
+        let won = self
+            .evicting
             .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+            .is_ok();
+        if won {
+            // Pairs with `unclaim`, for valgrind's thread checkers.
+            valgrind::happens_after(&self.evicting);
+        }
+        won
     }
 
     /// Gives up a claim taken with [`Entry::try_claim`] (eviction failed).
     pub(crate) fn unclaim(&self) {
+        valgrind::happens_before(&self.evicting);
         self.evicting.store(false, Ordering::Release);
     }
 

@@ -146,17 +146,21 @@ impl Error {
     /// The message the C library records for this failure, or `None` when
     /// it records none (a get miss, a character device that is not DAX).
     pub fn c_message(&self) -> Option<String> {
-        match self {
-            Error::Miss | Error::NotDeviceDax => None,
-            _ => Some(self.to_string()),
-        }
+        self.records_message().then(|| self.to_string())
+    }
+
+    /// Whether the C library records a message for this failure (the
+    /// message is then its [`fmt::Display`] text, which can be written
+    /// without allocating).
+    pub fn records_message(&self) -> bool {
+        !matches!(self, Error::Miss | Error::NotDeviceDax)
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::OutOfMemory => write!(f, "Zalloc: {}", strerror(libc::ENOMEM)),
+            Error::OutOfMemory => write!(f, "Zalloc: {}", StrError(libc::ENOMEM)),
             Error::AlreadyInUse => f.write_str("cache already in use"),
             Error::SizeTooSmall(size) => {
                 write!(f, "size {} smaller than {}", size, crate::MIN_POOL)
@@ -176,7 +180,7 @@ impl fmt::Display for Error {
                 extent, size
             ),
             Error::NullPath => f.write_str("invalid (NULL) path"),
-            Error::Sys { context, errno } => write!(f, "{}: {}", context, strerror(*errno)),
+            Error::Sys { context, errno } => write!(f, "{}: {}", context, StrError(*errno)),
             Error::NotDeviceDax => f.write_str("the character device is not a device DAX"),
             Error::InvalidDeviceSize { text, .. } => write!(f, "invalid device size {}", text),
             Error::DeviceTooSmall { size, device } => write!(
@@ -218,34 +222,44 @@ impl std::error::Error for Error {}
 
 /// The C library's text for `errnum`, as `strerror` gives it.
 pub fn strerror(errnum: i32) -> String {
-    let mut buf = [0 as libc::c_char; 256];
-    // SAFETY: the buffer is valid for its length; the XSI/GNU variants both
-    // write a NUL-terminated string into it (or return a pointer to a
-    // static one, which the GNU variant may do — handled below).
-    #[cfg(target_env = "gnu")]
-    {
-        extern "C" {
-            fn __xpg_strerror_r(
-                errnum: libc::c_int,
-                buf: *mut libc::c_char,
-                len: libc::size_t,
-            ) -> libc::c_int;
-        }
-        let rc = unsafe { __xpg_strerror_r(errnum, buf.as_mut_ptr(), buf.len()) };
-        if rc != 0 {
-            return format!("Unknown error {}", errnum);
-        }
-    }
-    #[cfg(not(target_env = "gnu"))]
-    {
+    StrError(errnum).to_string()
+}
+
+/// Displays the C library's text for an errno without allocating: the
+/// messages of [`Error::OutOfMemory`] and [`Error::Sys`] are formatted
+/// when memory may have run out, so formatting them must not need any.
+struct StrError(i32);
+
+impl fmt::Display for StrError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let errnum = self.0;
+        let mut buf = [0 as libc::c_char; 256];
+        #[cfg(target_env = "gnu")]
+        // SAFETY: the buffer is valid for its length; the XSI variant
+        // writes a NUL-terminated string into it or fails.
+        let rc = unsafe {
+            extern "C" {
+                fn __xpg_strerror_r(
+                    errnum: libc::c_int,
+                    buf: *mut libc::c_char,
+                    len: libc::size_t,
+                ) -> libc::c_int;
+            }
+            __xpg_strerror_r(errnum, buf.as_mut_ptr(), buf.len())
+        };
+        #[cfg(not(target_env = "gnu"))]
+        // SAFETY: as above.
         let rc = unsafe { libc::strerror_r(errnum, buf.as_mut_ptr(), buf.len()) };
         if rc != 0 {
-            return format!("Unknown error {}", errnum);
+            return write!(f, "Unknown error {}", errnum);
+        }
+        // SAFETY: strerror_r succeeded, so `buf` holds a NUL-terminated
+        // string.
+        match unsafe { CStr::from_ptr(buf.as_ptr()) }.to_str() {
+            Ok(text) => f.write_str(text),
+            Err(_) => write!(f, "Unknown error {}", errnum),
         }
     }
-    // SAFETY: strerror_r succeeded, so `buf` holds a NUL-terminated string.
-    let text = unsafe { CStr::from_ptr(buf.as_ptr()) };
-    text.to_string_lossy().into_owned()
 }
 
 /// The calling thread's current errno.

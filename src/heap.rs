@@ -82,11 +82,11 @@ use std::cell::Cell;
 use std::ptr;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
-use parking_lot::{Mutex, MutexGuard};
-
 use crate::entry::accounted_size;
 use crate::error::{Error, Result};
 use crate::stats::Counter;
+use crate::sync::{Mutex, MutexGuard};
+use crate::valgrind;
 
 /// Runs a scan of the home arena examines before it settles for what it has
 /// seen (other arenas get an eighth of it when looking for a whole run).
@@ -878,6 +878,14 @@ impl Heap {
             .try_reserve_exact(count)
             .map_err(|_| Error::OutOfMemory)?;
         owners.resize_with(count, || AtomicUsize::new(UNCLAIMED));
+        let arenas = list.into_boxed_slice();
+        for arena in arenas.iter() {
+            // Hints stored under the lock and read without it: atomics,
+            // not data, for valgrind's thread checkers.
+            valgrind::atomic_word(&arena.free_hint);
+            valgrind::atomic_word(&arena.edges);
+            valgrind::atomic_word(&arena.no_run_from);
+        }
         Ok(Heap {
             base,
             owners: owners.into_boxed_slice(),
@@ -885,7 +893,7 @@ impl Heap {
             extents,
             arena_extents,
             encoding: Encoding::for_extents(extents),
-            arenas: list.into_boxed_slice(),
+            arenas,
         })
     }
 

@@ -53,11 +53,10 @@ use std::ffi::OsStr;
 use std::mem::size_of;
 use std::ptr::{self, NonNull};
 
-use parking_lot::RwLock;
-
 use crate::entry::{accounted_size, Entry, EntryPtr};
 use crate::error::{Error, Result};
 use crate::stats::{sum_clamped, Counter};
+use crate::sync::RwLock;
 
 /// Number of shards when sharding is on (a power of two).
 const SHARDS: usize = 256;

@@ -22,6 +22,8 @@ mod heap;
 mod index;
 mod pool;
 mod repl;
+mod sync;
+mod valgrind;
 
 pub use config::{Policy, MIN_EXTENT, MIN_POOL};
 pub use error::Error;

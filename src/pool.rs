@@ -114,8 +114,20 @@ impl Pool {
     fn open_with(path: &Path, size: usize, method: TempFileMethod) -> Result<Pool> {
         // A path with a NUL byte cannot reach the system at all; report it
         // from the first call the original would make with it.
-        let c_path = CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| os_access_error(path, libc::EINVAL))?;
+        let bytes = path.as_os_str().as_bytes();
+        if bytes.contains(&0) {
+            return Err(os_access_error(path, libc::EINVAL));
+        }
+        // `CString::new` would abort the process when memory has run out;
+        // the room for the path and its NUL is reserved fallibly instead.
+        let mut c_bytes = Vec::new();
+        c_bytes
+            .try_reserve_exact(bytes.len() + 1)
+            .map_err(|_| Error::OutOfMemory)?;
+        c_bytes.extend_from_slice(bytes);
+        // SAFETY: no NUL inside (checked above); the terminator fits in
+        // the capacity reserved.
+        let c_path = unsafe { CString::from_vec_unchecked(c_bytes) };
         match classify(path, &c_path)? {
             Medium::Directory => open_in_directory(&c_path, size, method),
             Medium::DeviceDax { major, minor } => {

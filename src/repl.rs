@@ -84,11 +84,11 @@ use std::cell::Cell;
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
-use parking_lot::Mutex;
-
 use crate::config::Policy;
 use crate::entry::{Entry, EntryPtr, SLOT_IDLE, SLOT_QUEUED, SLOT_REMOVED, SLOT_UNREGISTERED};
 use crate::error::{Error, Result};
+use crate::sync::Mutex;
+use crate::valgrind;
 
 /// Policy slot: registered, waiting in a ring to be linked.
 pub(crate) const SLOT_PENDING: u8 = 4;
@@ -224,6 +224,11 @@ impl MarkRing {
             }
         };
         chaos::point();
+        // For valgrind's thread checkers, the edge of the release below,
+        // on the ring as a whole: one tag per ring rather than per slot
+        // keeps drd from holding on to a history for each of thousands
+        // of slots.
+        valgrind::happens_before(self);
         // Release: the consumer that sees the entry sees everything this
         // thread did before, the slot transition included.
         self.slots[tail & self.mask].store(mark.as_ptr(), Ordering::Release);
@@ -248,6 +253,7 @@ impl MarkRing {
                 // Empty, or claimed and not yet published.
                 break;
             }
+            valgrind::happens_after(self);
             // Relaxed: ordered before the producers' next use of the slot
             // by the release of `head` below.
             slot.store(ptr::null_mut(), Ordering::Relaxed);
@@ -500,6 +506,8 @@ unsafe fn apply_mark(list: &mut List, p: EntryPtr) {
         SLOT_QUEUED => {
             // SAFETY: a QUEUED entry is linked (module docs).
             unsafe { list.move_to_back(e) };
+            // Hands the entry back to `touch`; see there.
+            valgrind::happens_before(slot);
             slot.store(SLOT_IDLE, Ordering::Relaxed);
         }
         SLOT_PENDING | SLOT_PENDING_USED => {
@@ -580,8 +588,16 @@ impl Lru {
         for _ in 0..count {
             all.push(MarkRing::new(capacity)?);
         }
+        let rings = all.into_boxed_slice();
+        for ring in rings.iter() {
+            // Stored to without a read-modify-write, read by others:
+            // atomics, not data, for valgrind's thread checkers (`tail`
+            // only sees read-modify-writes, which they take for reads).
+            valgrind::atomic_word(&ring.head);
+            valgrind::atomic_word(&ring.slots[..]);
+        }
         Ok(Lru {
-            rings: all.into_boxed_slice(),
+            rings,
             drain_batch: drain_batch.max(1),
             drain_at: (capacity.max(1).next_power_of_two() / 2).max(1),
             _read_mostly: [0; 12],
@@ -1013,6 +1029,9 @@ impl Repl {
                 Err(actual) => current = actual,
             }
         }
+        // The slot transition as an edge for valgrind's thread checkers,
+        // from the drain that made the entry idle.
+        valgrind::happens_after(slot);
         lru.enqueue(entry);
     }
 
