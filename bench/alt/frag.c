@@ -29,11 +29,11 @@
  *   util      live value bytes / pool size (what the cache really keeps)
  *   needless  evictions made by a put although the free value space
  *             (pool size - live value bytes) was already >= the value's
- *             size plus 1 % of the pool: a failed allocation despite free
- *             space, i.e. the cost of fragmentation (internal: rounding to
- *             size classes; external: holes too small or scattered). The
- *             1 % slack keeps libvmemcache's rounding of values up to whole
- *             extents (half an extent per value on average) out of it.
+ *             size plus one extent per live value: a failed allocation
+ *             despite free space, i.e. the cost of fragmentation (internal:
+ *             rounding to size classes; external: holes too small or
+ *             scattered). The slack keeps libvmemcache's rounding of values
+ *             up to whole extents out of it (and is granted to both).
  *   mops      operations per second in that interval, millions
  *   hit       hit ratio in that interval
  * and a SUMMARY line per cache and scenario over the second half of the run.
@@ -138,7 +138,7 @@ struct backend {
 
 /* Shared by both: what is live, and the needless-eviction count. */
 static uint32_t *live_size;	/* per key; 0 = absent */
-static uint64_t live_bytes;
+static uint64_t live_bytes, live_count;
 static uint64_t evictions, needless;
 static uint64_t cur_put_size;	/* the value being put, 0 outside puts */
 static uint64_t n_keys;
@@ -146,9 +146,11 @@ static uint64_t n_keys;
 static void
 note_eviction(uint64_t key)
 {
-	/* the 1 % slack keeps extent rounding out of the count */
-	if (cur_put_size && pool - live_bytes >= cur_put_size + pool / 100)
+	/* the slack keeps rounding up to whole extents out of the count */
+	if (cur_put_size && pool - live_bytes >=
+			cur_put_size + live_count * extent)
 		needless++;
+	live_count--;
 	evictions++;
 	live_bytes -= live_size[key];
 	live_size[key] = 0;
@@ -336,7 +338,7 @@ run(const struct backend *b, int bimodal)
 	live_size = calloc(n_keys, sizeof(*live_size));
 	if (live_size == NULL)
 		return -1;
-	live_bytes = evictions = needless = 0;
+	live_bytes = live_count = evictions = needless = 0;
 	if (b->open())
 		return -1;
 
@@ -366,6 +368,7 @@ run(const struct backend *b, int bimodal)
 			}
 			live_size[key] = (uint32_t)size;
 			live_bytes += size;
+			live_count++;
 		}
 		double dt = now() - t0;
 		double util = (double)live_bytes / (double)pool;
