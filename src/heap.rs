@@ -1312,6 +1312,53 @@ impl Heap {
         }
     }
 
+    /// Moves the extents of a value that is going away into `pending`, up
+    /// to `bytes` worth, and gives the rest back: a put that evicted to make
+    /// room takes its victim's space directly, without returning it to the
+    /// bitmap and searching the arenas (and their locks) for it again.
+    /// Returns the bytes added to `pending`. When `pending` cannot grow
+    /// (no DRAM), the extents are all given back and the error returned.
+    pub(crate) fn adopt(
+        &self,
+        pending: &mut PendingAlloc,
+        alloc: Allocation,
+        bytes: usize,
+    ) -> Result<usize> {
+        if alloc.is_empty() {
+            return Ok(0);
+        }
+        let inline;
+        let slots: &[u64] = if alloc.is_inline() {
+            inline = [self.encoding.inline_slot(alloc.0)];
+            &inline
+        } else {
+            alloc.list_slots()
+        };
+        // Every victim slot is at most `max_slot_len` long, so each adds at
+        // most one slot to `pending` (see `push_run`).
+        if let Err(err) = pending.reserve(slots.len()) {
+            self.free(alloc);
+            return Err(err);
+        }
+        let want = bytes.div_ceil(self.extent_size).min(self.extents);
+        let mut got = 0;
+        let mut guard = None;
+        for &slot in slots {
+            let (start, len) = self.encoding.unslot(slot);
+            let take = len.min(want - got);
+            if take > 0 {
+                pending.push_run(self.encoding, self.extent_size, start, take);
+                got += take;
+            }
+            if take < len {
+                self.give_back(&mut guard, start + take, len - take);
+            }
+        }
+        drop(guard);
+        self.discard(alloc);
+        Ok(bytes.min(got * self.extent_size))
+    }
+
     /// Gives back a value's extents.
     pub(crate) fn free(&self, alloc: Allocation) {
         if alloc.is_empty() {
@@ -2122,6 +2169,57 @@ mod tests {
         for alloc in values {
             heap.free(alloc);
         }
+    }
+
+    #[test]
+    fn adopt_moves_a_victims_extents_and_gives_back_the_rest() {
+        let f = Fixture::new(MIB, 256);
+        let total = f.used_bytes();
+        // Fill with one-extent values, then free every other one, so that a
+        // four-extent value is made of four separate runs (a run list).
+        let mut small = Vec::new();
+        while let Some(a) = alloc_value(&f, 256) {
+            small.push(a);
+        }
+        let mut kept = Vec::new();
+        for (i, a) in small.into_iter().enumerate() {
+            if i % 2 == 0 && i < 16 {
+                f.free(a);
+            } else {
+                kept.push(a);
+            }
+        }
+        let listed = alloc_value(&f, 4 * 256).unwrap();
+        assert!(!listed.is_inline() && listed.list_slots().len() == 4);
+        let used = f.used_bytes();
+
+        // Adopting for three extents' worth: three come over, one goes back.
+        let mut pending = PendingAlloc::new();
+        assert_eq!(
+            f.adopt(&mut pending, listed, 3 * 256 - 10).unwrap(),
+            3 * 256 - 10
+        );
+        assert_eq!(pending.capacity(), 3 * 256);
+        assert_eq!(f.used_bytes(), used - 256);
+        // An inline victim larger than needed, then one smaller.
+        let inline = kept.pop().unwrap();
+        assert!(inline.is_inline());
+        assert_eq!(f.adopt(&mut pending, inline, 100).unwrap(), 100);
+        assert_eq!(pending.capacity(), 4 * 256);
+        assert_eq!(f.adopt(&mut pending, Allocation::EMPTY, 100).unwrap(), 0);
+        let adopted = f.finish(pending).unwrap();
+        let mut live: Vec<&Allocation> = kept.iter().collect();
+        live.push(&adopted);
+        f.validate_with(&live).unwrap();
+
+        // Everything back: the heap is as it was.
+        f.free(adopted);
+        for a in kept {
+            f.free(a);
+        }
+        f.validate_with(&[]).unwrap();
+        assert_eq!(f.used_bytes(), total);
+        assert_eq!(f.free_regions(), 1);
     }
 
     #[test]
