@@ -68,12 +68,13 @@ def main():
             lat = " / ".join(f"{med(g, k):.2f}" for k in ("hit_p50_us", "hit_p99_us", "hit_p999_us"))
             mlat = " / ".join(f"{med(g, k):.2f}" for k in ("miss_p50_us", "miss_p99_us",
                                                           "miss_p999_us"))
-            if w == "get":
+            hits = "-" if w == "put" else f"{med(g, 'hit_ratio'):.3f}"
+            if w == "get" or "nan" in mlat:
                 mlat = "-"
-            if w == "put":
+            if w == "put" or "nan" in lat:
                 lat = "-"
             out.append(f"| {NAMES[w]} | {t} | **{mops:.2f}** ({runs}) | "
-                       f"{orig if orig else ''} | {ratio} | {med(g, 'hit_ratio'):.3f} | "
+                       f"{orig if orig else ''} | {ratio} | {hits} | "
                        f"{lat} | {mlat} |")
             pts.append((t, mops))
         if pts:
