@@ -478,7 +478,7 @@ impl Cache {
                     break;
                 }
                 if self.heap.alloc(pending, remaining)? == 0 {
-                    match self.evict_victim() {
+                    match self.evict_victim_into(pending, remaining) {
                         Ok(()) => {}
                         Err(Error::NoVictim) => return Err(Error::NoSpace),
                         Err(e) => return Err(e),
@@ -671,6 +671,33 @@ impl Cache {
             panic::resume_unwind(payload);
         }
         Ok(())
+    }
+
+    /// Evicts the replacement policy's victim for a put that needs
+    /// `bytes` more: when the eviction drops the victim's last reference,
+    /// its extents go straight into `pending` (the rest back to the heap).
+    fn evict_victim_into(&self, pending: &mut PendingAlloc, bytes: usize) -> Result<()> {
+        let ptr = self.repl.evict_victim()?;
+        // SAFETY: as in `evict_victim`.
+        let entry = unsafe { ptr.get() };
+        entry.acquire();
+        let callback = self.run_on_evict(entry.key());
+        if self.index.remove(ptr) {
+            self.release(ptr);
+        }
+        // SAFETY: we give up our own reference here; when it was the last,
+        // nobody else can reach the record or its extents.
+        let adopted = if unsafe { ptr.get() }.release() {
+            // SAFETY: that was the last reference.
+            let alloc = unsafe { Entry::destroy(ptr) };
+            self.heap.adopt(pending, alloc, bytes).map(|_| ())
+        } else {
+            Ok(())
+        };
+        if let Err(payload) = callback {
+            panic::resume_unwind(payload);
+        }
+        adopted
     }
 
     /// Runs `on_evict`, catching a panic so the eviction can be completed

@@ -38,11 +38,17 @@ pub mod capi;
 
 pub use cache::{BenchConfig, Cache, CacheBuilder, Found, OnEvict, OnMiss};
 
+/// Fixtures of the per-layer criterion benchmarks.
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod layers;
+
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod internals {
     pub use crate::heap::bench as heap;
     pub use crate::index::bench as index;
+    pub use crate::layers;
     pub use crate::pool::bench as pool;
     pub use crate::repl::bench as repl;
 }
