@@ -478,7 +478,7 @@ impl Cache {
                     break;
                 }
                 if self.heap.alloc(pending, remaining)? == 0 {
-                    match self.evict_victim_into(pending, remaining) {
+                    match self.evict_victim(Some((pending, remaining))) {
                         Ok(()) => {}
                         Err(Error::NoVictim) => return Err(Error::NoSpace),
                         Err(e) => return Err(e),
@@ -653,10 +653,14 @@ impl Cache {
     /// [`Error::NoVictim`] when there is nothing to evict (always under
     /// [`Policy::None`]).
     pub fn evict_lru(&self) -> Result<()> {
-        self.evict_victim()
+        self.evict_victim(None)
     }
 
-    fn evict_victim(&self) -> Result<()> {
+    /// Evicts the replacement policy's victim. With `into` (a put that
+    /// needs `bytes` more), when the eviction drops the victim's last
+    /// reference its extents go straight into the pending allocation (the
+    /// rest back to the heap); otherwise they are freed.
+    fn evict_victim(&self, into: Option<(&mut PendingAlloc, usize)>) -> Result<()> {
         let ptr = self.repl.evict_victim()?;
         // SAFETY: the victim is still indexed (we hold its claim, so nobody
         // else removes it); our own reference keeps it alive past removal.
@@ -666,33 +670,19 @@ impl Cache {
         if self.index.remove(ptr) {
             self.release(ptr);
         }
-        self.release(ptr);
-        if let Err(payload) = callback {
-            panic::resume_unwind(payload);
-        }
-        Ok(())
-    }
-
-    /// Evicts the replacement policy's victim for a put that needs
-    /// `bytes` more: when the eviction drops the victim's last reference,
-    /// its extents go straight into `pending` (the rest back to the heap).
-    fn evict_victim_into(&self, pending: &mut PendingAlloc, bytes: usize) -> Result<()> {
-        let ptr = self.repl.evict_victim()?;
-        // SAFETY: as in `evict_victim`.
-        let entry = unsafe { ptr.get() };
-        entry.acquire();
-        let callback = self.run_on_evict(entry.key());
-        if self.index.remove(ptr) {
-            self.release(ptr);
-        }
-        // SAFETY: we give up our own reference here; when it was the last,
-        // nobody else can reach the record or its extents.
-        let adopted = if unsafe { ptr.get() }.release() {
-            // SAFETY: that was the last reference.
-            let alloc = unsafe { Entry::destroy(ptr) };
-            self.heap.adopt(pending, alloc, bytes).map(|_| ())
-        } else {
-            Ok(())
+        let adopted = match into {
+            // SAFETY: we give up our own reference here; when it was the
+            // last, nobody else can reach the record or its extents.
+            Some((pending, bytes)) if unsafe { ptr.get() }.release() => {
+                // SAFETY: that was the last reference.
+                let alloc = unsafe { Entry::destroy(ptr) };
+                self.heap.adopt(pending, alloc, bytes).map(|_| ())
+            }
+            Some(_) => Ok(()),
+            None => {
+                self.release(ptr);
+                Ok(())
+            }
         };
         if let Err(payload) = callback {
             panic::resume_unwind(payload);
