@@ -384,7 +384,10 @@ impl Cache {
         // SAFETY: the pool stays mapped for the cache's life and is dropped
         // after the heap (field order).
         let heap = unsafe { Heap::new(pool.as_ptr(), pool.len(), config.extent_size)? };
-        let index = Index::new(index::sharding_from_env()?)?;
+        let index = Index::for_capacity(
+            index::sharding_from_env()?,
+            pool.len() / config.extent_size.max(1),
+        )?;
         let repl = Repl::new(config.policy)?;
         Ok(Cache {
             index,

@@ -1,9 +1,25 @@
 //! Sharded critnib index (SPEC §8.3): maps keys to entry records.
 //!
-//! The index owns 256 shards (one when sharding is disabled), each a
-//! critnib trie behind a reader-writer lock, plus the trie nodes and the
-//! shard's statistics counters. A key's shard is the low 8 bits of a
+//! The index owns 256 shards (one when sharding is disabled), each a set
+//! of critnib tries behind one reader-writer lock, plus the trie nodes and
+//! the shard's statistics counters. A key's shard is the low 8 bits of a
 //! simplified fast-hash of the key.
+//!
+//! # Tries per shard
+//!
+//! A shard of a small cache has one trie, as in the original. A large
+//! cache's index would be deep: a shard of a 1 GiB pool of small values
+//! holds thousands of keys, three or four nodes deep, and every level
+//! below the top two is a cache miss. So [`Index::for_capacity`] gives each
+//! shard a power of two of tries, up to 512, enough for about eight keys
+//! each when the pool is full of one-extent values, and the next 9 bits of
+//! the hash pick a key's trie. A lookup then loads a root from a small
+//! array (1 MiB at most for the whole index, which stays in the processor's
+//! caches) and about one node before the entry record. The tries are still
+//! canonical critnibs, locked by their shard's lock. The root arrays are
+//! not counted in `DRAM_SIZE_USED` (nor were the original's shard
+//! headers); with sharding disabled there is a single trie, whose node
+//! accounting is exactly the original's.
 //!
 //! # The trie
 //!
@@ -60,6 +76,13 @@ use crate::sync::RwLock;
 
 /// Number of shards when sharding is on (a power of two).
 const SHARDS: usize = 256;
+/// log2 of [`SHARDS`]: the hash bits that pick the shard.
+const SHARD_BITS: u32 = SHARDS.trailing_zeros();
+/// Most tries a shard has (a power of two).
+const MAX_TRIES: usize = 512;
+/// Keys a trie should hold when the cache is full, for
+/// [`Index::for_capacity`].
+const KEYS_PER_TRIE: usize = 8;
 
 /// Counter totals of the index.
 #[allow(dead_code)]
@@ -695,7 +718,7 @@ impl Trie {
 
     /// Checks the trie's invariants; returns the number of entries and the
     /// DRAM the trie and its entries hold.
-    fn validate(&self, shard: usize, index: &Index) -> Result<(u64, u64), String> {
+    fn validate(&self, place: (usize, usize), index: &Index) -> Result<(u64, u64), String> {
         let mut entries = 0u64;
         let mut dram = 0u64;
         let mut stack = Vec::new();
@@ -708,8 +731,13 @@ impl Trie {
                 // borrowed.
                 let e = unsafe { entry.get() };
                 let key = e.key();
-                if index.shard_of(key) != shard {
-                    return Err(format!("key {:?} is in shard {}", abbrev(key), shard));
+                if index.locate(key) != place {
+                    return Err(format!(
+                        "key {:?} is in shard {} trie {}",
+                        abbrev(key),
+                        place.0,
+                        place.1
+                    ));
                 }
                 if self.find(key) != Some(entry) {
                     return Err(format!("key {:?} is off its path", abbrev(key)));
@@ -804,12 +832,14 @@ fn abbrev(key: &[u8]) -> &[u8] {
 // ---------------------------------------------------------------------------
 // Shards and the index
 
-/// One shard: a trie, its lock and its counters, on a cache line of its
-/// own, so a get writes no line but its shard's (the read lock writes that
+/// One shard: its tries, their lock and its counters, on cache lines of
+/// its own, so a get writes no line but its shard's (the read lock writes
 /// one anyway).
 #[repr(align(64))]
 struct Shard {
-    trie: RwLock<Trie>,
+    /// The shard's tries; a key's trie is picked by hash bits above the
+    /// shard number (see [`Index::locate`]).
+    trie: RwLock<Box<[Trie]>>,
     puts: Counter,
     evictions: Counter,
     entries: Counter,
@@ -819,9 +849,9 @@ struct Shard {
 }
 
 impl Shard {
-    const fn new() -> Shard {
+    fn new(tries: Box<[Trie]>) -> Shard {
         Shard {
-            trie: RwLock::new(Trie::new()),
+            trie: RwLock::new(tries),
             puts: Counter::new(),
             evictions: Counter::new(),
             entries: Counter::new(),
@@ -841,50 +871,97 @@ pub(crate) struct Index {
     shards: Box<[Shard]>,
     /// Shard number mask: 255 with sharding, 0 without.
     mask: usize,
+    /// Trie number mask within a shard: tries per shard minus one.
+    tree_mask: usize,
 }
 
 #[allow(dead_code)]
 impl Index {
-    /// An empty index.
+    /// An empty index with one trie per shard.
     pub(crate) fn new(sharded: bool) -> Result<Index> {
+        Index::with_tries(sharded, 1)
+    }
+
+    /// An empty index sized for at most `max_entries` entries: with
+    /// sharding, enough tries per shard for about [`KEYS_PER_TRIE`] keys
+    /// each when full, up to [`MAX_TRIES`] per shard; without, one trie.
+    pub(crate) fn for_capacity(sharded: bool, max_entries: usize) -> Result<Index> {
+        let per_shard = (max_entries / SHARDS / KEYS_PER_TRIE)
+            .clamp(1, MAX_TRIES)
+            .next_power_of_two()
+            .min(MAX_TRIES);
+        Index::with_tries(sharded, per_shard)
+    }
+
+    /// An empty index with `tries` tries per shard (a power of two; one
+    /// when sharding is off).
+    pub(crate) fn with_tries(sharded: bool, tries: usize) -> Result<Index> {
         let count = if sharded { SHARDS } else { 1 };
+        let tries = if sharded {
+            tries.clamp(1, MAX_TRIES).next_power_of_two()
+        } else {
+            1
+        };
         let mut shards = Vec::new();
         shards
             .try_reserve_exact(count)
             .map_err(|_| Error::OutOfMemory)?;
-        shards.extend((0..count).map(|_| Shard::new()));
+        for _ in 0..count {
+            let mut roots = Vec::new();
+            roots
+                .try_reserve_exact(tries)
+                .map_err(|_| Error::OutOfMemory)?;
+            roots.extend((0..tries).map(|_| Trie::new()));
+            shards.push(Shard::new(roots.into_boxed_slice()));
+        }
         Ok(Index {
             shards: shards.into_boxed_slice(),
             mask: count - 1,
+            tree_mask: tries - 1,
         })
+    }
+
+    /// Tries per shard.
+    pub(crate) fn tries_per_shard(&self) -> usize {
+        self.tree_mask + 1
+    }
+
+    /// The shard number and the trie number within the shard of `key`:
+    /// the low 8 bits of its hash and the bits above them.
+    #[inline]
+    fn locate(&self, key: &[u8]) -> (usize, usize) {
+        if self.mask == 0 {
+            return (0, 0);
+        }
+        let h = hash(key) as usize;
+        (h & self.mask, (h >> SHARD_BITS) & self.tree_mask)
     }
 
     /// The shard number of `key`.
     fn shard_of(&self, key: &[u8]) -> usize {
-        if self.mask == 0 {
-            0
-        } else {
-            hash(key) as usize & self.mask
-        }
+        self.locate(key).0
     }
 
-    fn shard(&self, key: &[u8]) -> &Shard {
-        // `shard_of` is below the number of shards by construction.
-        &self.shards[self.shard_of(key)]
+    /// The shard of `key` and the number of its trie there.
+    #[inline]
+    fn shard(&self, key: &[u8]) -> (&Shard, usize) {
+        let (shard, tree) = self.locate(key);
+        // `locate` is below the number of shards by construction.
+        (&self.shards[shard], tree)
     }
 
     /// Looks `key` up; on a hit takes a reference for the caller. With
     /// `count`, counts a hit or a miss.
     pub(crate) fn lookup(&self, key: &[u8], count: bool) -> Option<EntryPtr> {
-        let shard = self.shard(key);
-        let trie = shard.trie.read();
-        let found = trie.find(key);
+        let (shard, tree) = self.shard(key);
+        let tries = shard.trie.read();
+        let found = tries[tree].find(key);
         if let Some(entry) = found {
             // SAFETY: the index's reference keeps the entry alive while the
             // read lock is held.
             unsafe { entry.get() }.acquire();
         }
-        drop(trie);
+        drop(tries);
         if count {
             match found {
                 Some(_) => shard.hits.add(1),
@@ -896,8 +973,9 @@ impl Index {
 
     /// Runs `f` on the entry of `key` under the shard's read lock.
     pub(crate) fn peek<R>(&self, key: &[u8], f: impl FnOnce(&Entry) -> R) -> Option<R> {
-        let trie = self.shard(key).trie.read();
-        let entry = trie.find(key)?;
+        let (shard, tree) = self.shard(key);
+        let tries = shard.trie.read();
+        let entry = tries[tree].find(key)?;
         // SAFETY: the index's reference keeps the entry alive while the read
         // lock is held, which it is for the whole call of `f`.
         Some(f(unsafe { entry.get() }))
@@ -912,9 +990,9 @@ impl Index {
     pub(crate) fn insert(&self, entry: EntryPtr) -> Result<()> {
         // SAFETY: the caller holds a reference on `entry`.
         let e = unsafe { entry.get() };
-        let shard = self.shard(e.key());
-        let mut trie = shard.trie.write();
-        let added = trie.insert(entry)?;
+        let (shard, tree) = self.shard(e.key());
+        let mut tries = shard.trie.write();
+        let added = tries[tree].insert(entry)?;
         shard.puts.add(1);
         shard.entries.add(1);
         if cfg!(feature = "stats") {
@@ -929,9 +1007,9 @@ impl Index {
     pub(crate) fn remove(&self, entry: EntryPtr) -> bool {
         // SAFETY: the caller holds a reference on `entry`.
         let e = unsafe { entry.get() };
-        let shard = self.shard(e.key());
-        let mut trie = shard.trie.write();
-        let Some(released) = trie.remove(entry) else {
+        let (shard, tree) = self.shard(e.key());
+        let mut tries = shard.trie.write();
+        let Some(released) = tries[tree].remove(entry) else {
             return false;
         };
         shard.evictions.add(1);
@@ -953,16 +1031,18 @@ impl Index {
                 dram,
                 ..
             } = shard;
-            let released = trie.get_mut().dismantle(|entry| {
-                entries.sub(1);
-                if cfg!(feature = "stats") {
-                    // SAFETY: the index's reference is still held here; `f`
-                    // may drop it afterwards.
-                    dram.sub(entry_dram(unsafe { entry.get() }));
-                }
-                f(entry);
-            });
-            dram.sub(released as u64);
+            for one in trie.get_mut().iter_mut() {
+                let released = one.dismantle(|entry| {
+                    entries.sub(1);
+                    if cfg!(feature = "stats") {
+                        // SAFETY: the index's reference is still held here;
+                        // `f` may drop it afterwards.
+                        dram.sub(entry_dram(unsafe { entry.get() }));
+                    }
+                    f(entry);
+                });
+                dram.sub(released as u64);
+            }
         }
     }
 
@@ -985,10 +1065,15 @@ impl Index {
     /// against a recount.
     pub(crate) fn validate(&self) -> Result<(), String> {
         for (i, shard) in self.shards.iter().enumerate() {
-            let trie = shard.trie.read();
-            let (entries, dram) = trie
-                .validate(i, self)
-                .map_err(|e| format!("shard {}: {}", i, e))?;
+            let tries = shard.trie.read();
+            let (mut entries, mut dram) = (0, 0);
+            for (t, one) in tries.iter().enumerate() {
+                let (e, d) = one
+                    .validate((i, t), self)
+                    .map_err(|e| format!("shard {} trie {}: {}", i, t, e))?;
+                entries += e;
+                dram += d;
+            }
             if cfg!(feature = "stats") {
                 let counted = (shard.entries.get(), shard.dram.get());
                 if counted != (entries as i64, dram as i64) {
@@ -1007,11 +1092,13 @@ impl Index {
     fn census(&self) -> Census {
         let mut total = Census::default();
         for shard in self.shards.iter() {
-            let c = shard.trie.read().census();
-            total.entries += c.entries;
-            total.nodes += c.nodes;
-            total.entry_dram += c.entry_dram;
-            total.node_dram += c.node_dram;
+            for one in shard.trie.read().iter() {
+                let c = one.census();
+                total.entries += c.entries;
+                total.nodes += c.nodes;
+                total.entry_dram += c.entry_dram;
+                total.node_dram += c.node_dram;
+            }
         }
         total
     }
@@ -1020,7 +1107,9 @@ impl Index {
 impl Drop for Index {
     fn drop(&mut self) {
         for shard in self.shards.iter_mut() {
-            shard.trie.get_mut().dismantle(|_| {});
+            for one in shard.trie.get_mut().iter_mut() {
+                one.dismantle(|_| {});
+            }
         }
     }
 }
@@ -1165,10 +1254,13 @@ pub mod bench {
         let cpus = std::thread::available_parallelism().map_or(1, |p| p.get());
         println!("index benchmark: {} entries, {} CPUs", n, cpus);
 
-        println!("16-byte random keys, sharded:");
         let keys16 = records(n, 16, 1);
-        for threads in [1, 2] {
-            let Ok(mut index) = Index::new(true) else {
+        let sized = Index::for_capacity(true, n).map_or(1, |i| i.tries_per_shard());
+        for (tries, threads) in [(1, 1), (1, 2), (sized, 1), (sized, 2)] {
+            if threads == 1 {
+                println!("16-byte random keys, sharded, {} trie(s) per shard:", tries);
+            }
+            let Ok(mut index) = Index::with_tries(true, tries) else {
                 panic!("cannot create the index");
             };
             let ns = insert(&index, &keys16, threads);
@@ -1459,7 +1551,7 @@ mod tests {
             seen.insert(sharded.shard_of(&key));
         }
         assert_eq!(seen.len(), 256);
-        assert_eq!(std::mem::size_of::<Shard>(), 64);
+        assert_eq!(std::mem::size_of::<Shard>() % 64, 0);
         assert_eq!(std::mem::align_of::<Shard>(), 64);
     }
 
@@ -1533,10 +1625,10 @@ mod tests {
         let index = Index::new(false).unwrap();
         let e = make(b"k");
         index.insert(e).unwrap();
-        assert_eq!(index.shards[0].trie.read().root, Slot::leaf(e));
+        assert_eq!(index.shards[0].trie.read()[0].root, Slot::leaf(e));
         assert_eq!(index.census().nodes, 0);
         assert!(index.remove(e));
-        assert!(index.shards[0].trie.read().root.is_empty());
+        assert!(index.shards[0].trie.read()[0].root.is_empty());
         assert_eq!(refs(e), 1);
         put_back(e);
         check(&index);
@@ -1826,7 +1918,7 @@ mod tests {
             index.insert(make(key)).unwrap();
         }
         check(&index);
-        let root = index.shards[0].trie.read().root.node().unwrap();
+        let root = index.shards[0].trie.read()[0].root.node().unwrap();
         let damage = |f: &dyn Fn(&mut Node)| {
             // SAFETY: the test owns the index; no other thread sees it.
             unsafe { f(&mut *root.0.as_ptr()) }
@@ -1898,8 +1990,9 @@ mod tests {
         ]
     }
 
-    fn run_model(sharded: bool, ops: Vec<Op>, drain_at_end: bool) {
-        let mut index = Index::new(sharded).unwrap();
+    fn run_model(sharded: bool, tries: usize, ops: Vec<Op>, drain_at_end: bool) {
+        let mut index = Index::with_tries(sharded, tries).unwrap();
+        assert_eq!(index.tries_per_shard(), if sharded { tries } else { 1 });
         let mut model: BTreeMap<Vec<u8>, EntryPtr> = BTreeMap::new();
         let mut want = IndexStats::default();
         for op in ops {
@@ -1998,23 +2091,31 @@ mod tests {
 
         #[test]
         fn matches_a_map_unsharded(ops in prop::collection::vec(op(), 1..150), drain in any::<bool>()) {
-            run_model(false, ops, drain);
+            run_model(false, 1, ops, drain);
         }
 
         #[test]
         fn matches_a_map_sharded(ops in prop::collection::vec(op(), 1..150), drain in any::<bool>()) {
-            run_model(true, ops, drain);
+            run_model(true, 1, ops, drain);
+        }
+
+        #[test]
+        fn matches_a_map_with_several_tries_per_shard(
+            ops in prop::collection::vec(op(), 1..150),
+            drain in any::<bool>(),
+        ) {
+            run_model(true, 4, ops, drain);
         }
     }
 
     // --- concurrency --------------------------------------------------------
 
-    fn concurrent(sharded: bool) {
+    fn concurrent(sharded: bool, tries: usize) {
         const KEYS: usize = 64;
         const WRITERS: usize = 2;
         const READERS: usize = 2;
         const ROUNDS: usize = 6000;
-        let mut index = Index::new(sharded).unwrap();
+        let mut index = Index::with_tries(sharded, tries).unwrap();
         // Keys with long shared prefixes, so writers reshape the same nodes
         // the readers walk.
         let keys: Vec<Vec<u8>> = (0..KEYS)
@@ -2124,11 +2225,39 @@ mod tests {
 
     #[test]
     fn concurrent_readers_and_writers_unsharded() {
-        concurrent(false);
+        concurrent(false, 1);
     }
 
     #[test]
     fn concurrent_readers_and_writers_sharded() {
-        concurrent(true);
+        concurrent(true, 1);
+    }
+
+    #[test]
+    fn concurrent_readers_and_writers_several_tries_per_shard() {
+        concurrent(true, 8);
+    }
+
+    #[test]
+    fn tries_follow_the_capacity() {
+        // Small pools keep one trie per shard, as the original has.
+        let small = Index::for_capacity(true, SHARDS * KEYS_PER_TRIE).unwrap();
+        assert_eq!(small.tries_per_shard(), 1);
+        let mid = Index::for_capacity(true, SHARDS * KEYS_PER_TRIE * 5).unwrap();
+        assert_eq!(mid.tries_per_shard(), 8);
+        let big = Index::for_capacity(true, usize::MAX / 2).unwrap();
+        assert_eq!(big.tries_per_shard(), MAX_TRIES);
+        let single = Index::for_capacity(false, usize::MAX / 2).unwrap();
+        assert_eq!(single.tries_per_shard(), 1);
+        // The trie is picked by the hash bits above the shard's.
+        let mut seen = HashSet::new();
+        for i in 0..4096u64 {
+            let key = counter_key(i);
+            let h = hash(&key) as usize;
+            assert_eq!(mid.locate(&key), (h & 255, (h >> 8) & 7));
+            assert_eq!(single.locate(&key), (0, 0));
+            seen.insert(mid.locate(&key).1);
+        }
+        assert_eq!(seen.len(), 8);
     }
 }
