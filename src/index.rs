@@ -426,7 +426,7 @@ impl NodePtr {
             let new_cap = cap_for(count + 1);
             let raw = node_realloc(self, new_cap);
             let node = NonNull::new(raw as *mut Node).ok_or(Error::OutOfMemory)?;
-            // SAFETY: realloc kept the header and children and made room
+            // SAFETY: the new block got the header and children and room
             // for `new_cap` slots.
             unsafe { (*node.as_ptr()).cap = new_cap as u8 };
             (NodePtr(node), node_dram(new_cap) - node_dram(cap))
@@ -464,7 +464,7 @@ impl NodePtr {
         let raw = node_realloc(self, new_cap);
         match NonNull::new(raw as *mut Node) {
             Some(node) => {
-                // SAFETY: realloc kept the first `new_cap` slots, which
+                // SAFETY: the new block got the first `new_cap` slots, which
                 // hold every remaining child.
                 unsafe { (*node.as_ptr()).cap = new_cap as u8 };
                 (NodePtr(node), node_dram(cap) - node_dram(new_cap))
@@ -502,15 +502,30 @@ fn node_realloc(node: NodePtr, new_cap: usize) -> *mut u8 {
     if tests::inject_alloc_failure() {
         return ptr::null_mut();
     }
-    // SAFETY: the block was allocated with the layout of the node's current
-    // `cap`; the new size is non-zero and small.
-    unsafe {
-        alloc::realloc(
-            node.0.as_ptr() as *mut u8,
-            node_layout(node.cap()),
-            node_bytes(new_cap),
-        )
+    // A new block, the copy and a free rather than `realloc`: glibc's
+    // realloc always takes the lock of the malloc arena that owns the block,
+    // and a node often belongs to another thread's arena (whichever thread
+    // made it), while small mallocs and frees are mostly served from the
+    // calling thread's own cache without any lock.
+    let old = node_layout(node.cap());
+    let new = node_layout(new_cap);
+    // SAFETY: node layouts have a non-zero size.
+    let p = unsafe { alloc::alloc(new) };
+    if p.is_null() {
+        return p;
     }
+    // SAFETY: both blocks are live and distinct; the copy stays within the
+    // smaller one. The old block was allocated with the layout of the
+    // node's current `cap` and is not used again.
+    unsafe {
+        ptr::copy_nonoverlapping(
+            node.0.as_ptr() as *const u8,
+            p,
+            old.size().min(new.size()),
+        );
+        alloc::dealloc(node.0.as_ptr() as *mut u8, old);
+    }
+    p
 }
 
 /// DRAM an indexed entry accounts for: its record and its run list.
