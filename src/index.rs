@@ -7,13 +7,14 @@
 //!
 //! # Tries per shard
 //!
-//! A shard of a small cache has one trie, as in the original. A large
-//! cache's index would be deep: a shard of a 1 GiB pool of small values
-//! holds thousands of keys, three or four nodes deep, and every level
-//! below the top two is a cache miss. So [`Index::for_capacity`] gives each
-//! shard a power of two of tries, up to 512, enough for about eight keys
-//! each when the pool is full of one-extent values, and the next 9 bits of
-//! the hash pick a key's trie. A lookup then loads a root from a small
+//! A shard of a cache of fewer than 4096 extents has one trie, as in the
+//! original. A large cache's index would be deep: a shard of a 1 GiB pool
+//! of small values holds thousands of keys, three or four nodes deep, and
+//! every level below the top two is a cache miss. So
+//! [`Index::for_capacity`] gives each shard a power of two of tries, up to
+//! 512, enough for about eight keys each when the pool is full of
+//! one-extent values, and the hash bits above the shard's pick a key's
+//! trie. A lookup then loads a root from a small
 //! array (1 MiB at most for the whole index, which stays in the processor's
 //! caches) and about one node before the entry record. The tries are still
 //! canonical critnibs, locked by their shard's lock. The root arrays are
@@ -518,11 +519,7 @@ fn node_realloc(node: NodePtr, new_cap: usize) -> *mut u8 {
     // smaller one. The old block was allocated with the layout of the
     // node's current `cap` and is not used again.
     unsafe {
-        ptr::copy_nonoverlapping(
-            node.0.as_ptr() as *const u8,
-            p,
-            old.size().min(new.size()),
-        );
+        ptr::copy_nonoverlapping(node.0.as_ptr() as *const u8, p, old.size().min(new.size()));
         alloc::dealloc(node.0.as_ptr() as *mut u8, old);
     }
     p

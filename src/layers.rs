@@ -150,7 +150,8 @@ impl Drop for Records {
     }
 }
 
-/// The sharded index holding `n` entries with 16-byte keys.
+/// The sharded index holding `n` entries with 16-byte keys, with as many
+/// tries per shard as a cache of `n` one-extent values has.
 pub struct IndexFixture {
     index: Index,
     records: Records,
@@ -160,7 +161,7 @@ impl IndexFixture {
     /// An index of `n` entries.
     pub fn new(n: usize) -> IndexFixture {
         let records = Records::new(n);
-        let index = Index::new(true).expect("index");
+        let index = Index::for_capacity(true, n).expect("index");
         for &p in &records.0 {
             // The index takes over the records' creation reference.
             index.insert(p).expect("insert");
