@@ -392,6 +392,39 @@ fn install_callbacks(h: &mut VMEMcache, handle: *mut VMEMcache) -> Result<(), Er
     Ok(())
 }
 
+/// Sets the callback that `slot` picks out of the handle to `f` (NULL:
+/// none) with `arg`, and hands the callbacks to the cache. On ENOMEM the old
+/// callback stays in force.
+///
+/// # Safety
+/// As for `vmemcache_callback_on_evict`; `f` is NULL or a function of the
+/// callback type.
+unsafe fn set_callback(
+    cache: *mut VMEMcache,
+    slot: fn(&mut VMEMcache) -> &mut Option<(CallbackFn, *mut c_void)>,
+    f: *mut c_void,
+    arg: *mut c_void,
+) {
+    guarded(
+        false,
+        |installed| *installed,
+        || {
+            // SAFETY: as the caller promises.
+            let result = unsafe { handle(cache) }.and_then(|h| {
+                let previous = std::mem::replace(slot(h), c_callback(f).map(|f| (f, arg)));
+                install_callbacks(h, cache).inspect_err(|_| *slot(h) = previous)
+            });
+            match result {
+                Ok(()) => true,
+                Err(e) => {
+                    fail(&e);
+                    false
+                }
+            }
+        },
+    );
+}
+
 // ---------------------------------------------------------------------------
 // The exported functions (SPEC §1.1)
 
@@ -569,32 +602,8 @@ pub unsafe extern "C" fn vmemcache_callback_on_evict(
     evict: *mut vmemcache_on_evict,
     arg: *mut c_void,
 ) {
-    guarded(
-        false,
-        |installed| *installed,
-        || {
-            // SAFETY: as the caller promises.
-            match unsafe { handle(cache) } {
-                Ok(h) => {
-                    let previous = h.on_evict;
-                    h.on_evict = c_callback(evict as *mut c_void).map(|f| (f, arg));
-                    match install_callbacks(h, cache) {
-                        Ok(()) => true,
-                        Err(e) => {
-                            // ENOMEM: the old callback stays in force.
-                            h.on_evict = previous;
-                            fail(&e);
-                            false
-                        }
-                    }
-                }
-                Err(e) => {
-                    fail(&e);
-                    false
-                }
-            }
-        },
-    );
+    // SAFETY: as the caller promises.
+    unsafe { set_callback(cache, |h| &mut h.on_evict, evict as *mut c_void, arg) };
 }
 
 /// Registers `miss` (NULL: none), called with `arg` when a get misses. A
@@ -610,32 +619,8 @@ pub unsafe extern "C" fn vmemcache_callback_on_miss(
     miss: *mut vmemcache_on_miss,
     arg: *mut c_void,
 ) {
-    guarded(
-        false,
-        |installed| *installed,
-        || {
-            // SAFETY: as the caller promises.
-            match unsafe { handle(cache) } {
-                Ok(h) => {
-                    let previous = h.on_miss;
-                    h.on_miss = c_callback(miss as *mut c_void).map(|f| (f, arg));
-                    match install_callbacks(h, cache) {
-                        Ok(()) => true,
-                        Err(e) => {
-                            // ENOMEM: the old callback stays in force.
-                            h.on_miss = previous;
-                            fail(&e);
-                            false
-                        }
-                    }
-                }
-                Err(e) => {
-                    fail(&e);
-                    false
-                }
-            }
-        },
-    );
+    // SAFETY: as the caller promises.
+    unsafe { set_callback(cache, |h| &mut h.on_miss, miss as *mut c_void, arg) };
 }
 
 /// Copies the value of `key`, from byte `offset` on, into `vbuf`: at most
