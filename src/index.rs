@@ -898,15 +898,11 @@ impl Index {
     /// sharding, enough tries per shard for about [`KEYS_PER_TRIE`] keys
     /// each when full, up to [`MAX_TRIES`] per shard; without, one trie.
     pub(crate) fn for_capacity(sharded: bool, max_entries: usize) -> Result<Index> {
-        let per_shard = (max_entries / SHARDS / KEYS_PER_TRIE)
-            .clamp(1, MAX_TRIES)
-            .next_power_of_two()
-            .min(MAX_TRIES);
-        Index::with_tries(sharded, per_shard)
+        Index::with_tries(sharded, max_entries / SHARDS / KEYS_PER_TRIE)
     }
 
-    /// An empty index with `tries` tries per shard (a power of two; one
-    /// when sharding is off).
+    /// An empty index with `tries` tries per shard, rounded up to a power
+    /// of two between 1 and [`MAX_TRIES`] (one when sharding is off).
     pub(crate) fn with_tries(sharded: bool, tries: usize) -> Result<Index> {
         let count = if sharded { SHARDS } else { 1 };
         let tries = if sharded {
