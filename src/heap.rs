@@ -486,18 +486,42 @@ struct ArenaState {
 #[repr(C)]
 struct Arena {
     state: Mutex<ArenaState>,
-    /// Mirror of `state.free` for threads deciding whether to lock.
-    free_hint: AtomicUsize,
     /// Mirror of `state.runs` for HEAP_ENTRIES.
     runs: Counter,
     /// `FIRST_FREE | LAST_FREE` mirror, to count runs that cross arenas.
     edges: AtomicU8,
+    _pad: [u64; 8],
+}
+
+/// The lock-free hints of every arena, kept together: an allocation reads
+/// the free counts of all arenas, and when the heap is exhausted that is
+/// all it reads, so they share one or two cache lines instead of costing a
+/// miss per arena.
+struct Hints {
+    /// Mirror of each arena's `state.free`, for threads deciding whether
+    /// to lock it.
+    free: Box<[AtomicUsize]>,
     /// No free run of this many extents or more exists in the arena
     /// (`usize::MAX`: unknown). Set after a complete scan, reset by every
     /// free; taking extents only shortens runs, so it stays true until
     /// then. Lets a request skip an arena of scraps without its lock.
-    no_run_from: AtomicUsize,
-    _pad: [u64; 8],
+    no_run_from: Box<[AtomicUsize]>,
+}
+
+/// An arena with its hints: what the operations that change an arena
+/// (and publish those changes) work on.
+struct ArenaRef<'a> {
+    arena: &'a Arena,
+    free_hint: &'a AtomicUsize,
+    no_run_from: &'a AtomicUsize,
+}
+
+impl std::ops::Deref for ArenaRef<'_> {
+    type Target = Arena;
+
+    fn deref(&self) -> &Arena {
+        self.arena
+    }
 }
 
 impl ArenaState {
@@ -668,7 +692,7 @@ impl ArenaState {
     }
 }
 
-impl Arena {
+impl ArenaRef<'_> {
     /// Publishes the lock-free mirrors after a change of `state`.
     fn publish(&self, state: &ArenaState, runs_before: usize) {
         // Relaxed: the mirrors are hints and statistics; the bitmap itself
@@ -793,6 +817,16 @@ fn filled_words(n: usize, value: u64) -> Result<Box<[u64]>> {
     Ok(words.into_boxed_slice())
 }
 
+/// Atomic words holding `values`; allocation failure is reported.
+fn atomic_words(values: impl ExactSizeIterator<Item = usize>) -> Result<Box<[AtomicUsize]>> {
+    let mut words = Vec::new();
+    words
+        .try_reserve_exact(values.len())
+        .map_err(|_| Error::OutOfMemory)?;
+    words.extend(values.map(AtomicUsize::new));
+    Ok(words.into_boxed_slice())
+}
+
 /// Values of at least this many bytes are written into the pool with
 /// non-temporal stores (on x86-64). A put into a large pool writes lines
 /// nobody has in a cache and that are rarely read back soon: ordinary
@@ -873,6 +907,7 @@ pub(crate) struct Heap {
     arena_extents: usize,
     encoding: Encoding,
     arenas: Box<[Arena]>,
+    hints: Hints,
     /// Ticket of the thread that claimed each arena, or `UNCLAIMED`. Kept
     /// apart from the arenas: read by every allocation, written rarely.
     owners: Box<[AtomicUsize]>,
@@ -966,10 +1001,8 @@ impl Heap {
                 runs: 1,
             };
             let arena = Arena {
-                free_hint: AtomicUsize::new(len),
                 runs: Counter::new(),
                 edges: AtomicU8::new(state.edges()),
-                no_run_from: AtomicUsize::new(usize::MAX),
                 state: Mutex::new(state),
                 _pad: [0; 8],
             };
@@ -982,14 +1015,19 @@ impl Heap {
             .map_err(|_| Error::OutOfMemory)?;
         owners.resize_with(count, || AtomicUsize::new(UNCLAIMED));
         let arenas = list.into_boxed_slice();
+        let hints = Hints {
+            free: atomic_words(arenas.iter().map(|arena| arena.state.lock().free))?,
+            no_run_from: atomic_words(arenas.iter().map(|_| usize::MAX))?,
+        };
+        // Hints stored under the lock and read without it: atomics, not
+        // data, for valgrind's thread checkers.
         for arena in arenas.iter() {
-            // Hints stored under the lock and read without it: atomics,
-            // not data, for valgrind's thread checkers.
-            valgrind::atomic_word(&arena.free_hint);
             valgrind::atomic_word(&arena.edges);
-            valgrind::atomic_word(&arena.no_run_from);
         }
+        valgrind::atomic_word(&hints.free[..]);
+        valgrind::atomic_word(&hints.no_run_from[..]);
         Ok(Heap {
+            hints,
             base,
             owners: owners.into_boxed_slice(),
             extent_size,
@@ -1063,6 +1101,19 @@ impl Heap {
         // busy (another thread working there is a reason to look
         // elsewhere); round 3 waits for those.
         pending.reserve(want.div_ceil(max_slot))?;
+        // Every arena's free count, read once (relaxed: hints, see
+        // `ArenaRef::publish`, rechecked under the lock). When the heap is
+        // exhausted, as it is before most puts into a full cache, this is
+        // the whole cost of finding that out.
+        let mut free = [0usize; MAX_ARENAS];
+        let mut total = 0usize;
+        for (hint, seen) in self.hints.free.iter().zip(free.iter_mut()) {
+            *seen = hint.load(Ordering::Relaxed);
+            total = total.saturating_add(*seen);
+        }
+        if total == 0 {
+            return Ok(0);
+        }
         let mut visited = 0u64;
         let mut busy = 0u64;
         for round in 0..4 {
@@ -1083,12 +1134,9 @@ impl Heap {
                     continue;
                 }
                 visited |= bit;
-                let arena = &self.arenas[index];
-                // Relaxed: a hint (see `Arena::publish`); rechecked under
-                // the lock.
-                if arena.free_hint.load(Ordering::Relaxed) < want
-                    || arena.no_run_from.load(Ordering::Relaxed) <= want
-                {
+                let arena = self.arena(index);
+                // Relaxed: a hint, as above.
+                if free[index] < want || arena.no_run_from.load(Ordering::Relaxed) <= want {
                     continue;
                 }
                 let mut state = if round == 3 {
@@ -1133,9 +1181,9 @@ impl Heap {
         for _ in 0..n {
             let index = next;
             next = if next + 1 == n { 0 } else { next + 1 };
-            let arena = &self.arenas[index];
-            // Relaxed: as above.
-            while got < want && arena.free_hint.load(Ordering::Relaxed) > 0 {
+            let arena = self.arena(index);
+            let mut hint = free[index];
+            while got < want && hint > 0 {
                 // Never allocate DRAM under the lock: make room first, and
                 // come back for more room if the pieces outnumber it.
                 pending.reserve(INLINE_SLOTS)?;
@@ -1163,6 +1211,8 @@ impl Heap {
                 if !out_of_room {
                     break;
                 }
+                // Relaxed: as above.
+                hint = arena.free_hint.load(Ordering::Relaxed);
             }
             if got == want {
                 break;
@@ -1232,6 +1282,15 @@ impl Heap {
         index * self.arena_extents + start
     }
 
+    /// Arena `index` with its hints.
+    fn arena(&self, index: usize) -> ArenaRef<'_> {
+        ArenaRef {
+            arena: &self.arenas[index],
+            free_hint: &self.hints.free[index],
+            no_run_from: &self.hints.no_run_from[index],
+        }
+    }
+
     /// Frees `[start, start + len)` (global extents), which may cross arena
     /// boundaries. `guard` carries a held arena lock from one call to the
     /// next, so consecutive runs in one arena take its lock once.
@@ -1246,15 +1305,16 @@ impl Heap {
             let index = start / self.arena_extents;
             let local = start - index * self.arena_extents;
             let piece = len.min(self.arena_extents - local);
-            let Some(arena) = self.arenas.get(index) else {
+            if index >= self.arenas.len() {
                 debug_assert!(false, "run outside the heap");
                 return;
-            };
+            }
+            let arena = self.arena(index);
             if guard.as_ref().map(|(held, _)| *held) != Some(index) {
                 // Release the previous lock before taking the next: no
                 // thread ever holds two arena locks at once.
                 *guard = None;
-                *guard = Some((index, arena.state.lock()));
+                *guard = Some((index, arena.arena.state.lock()));
             }
             if let Some((_, state)) = guard.as_mut() {
                 arena.give(state, local, piece);
@@ -1483,11 +1543,12 @@ impl Heap {
             return 0;
         }
         let free: usize = self
-            .arenas
+            .hints
+            .free
             .iter()
             // Relaxed: an advisory statistic (SPEC §14 #24); each mirror is
             // at most its arena's size, so the total never exceeds the heap.
-            .map(|arena| arena.free_hint.load(Ordering::Relaxed))
+            .map(|hint| hint.load(Ordering::Relaxed))
             .sum();
         (self.extents.saturating_sub(free) * self.extent_size) as u64
     }
@@ -1629,7 +1690,7 @@ impl Heap {
                 ));
             }
             // Relaxed: all arenas are locked, so the mirrors are settled.
-            let hint = arena.free_hint.load(Ordering::Relaxed);
+            let hint = self.hints.free[index].load(Ordering::Relaxed);
             if hint != free {
                 return Err(format!("arena {index}: free mirror {hint}, {free} counted"));
             }
@@ -1640,7 +1701,7 @@ impl Heap {
                     state.edges()
                 ));
             }
-            let no_run_from = arena.no_run_from.load(Ordering::Relaxed);
+            let no_run_from = self.hints.no_run_from[index].load(Ordering::Relaxed);
             if no_run_from != usize::MAX {
                 let mut pos = 0;
                 while let Some(start) = state.next_free(pos) {
@@ -2952,7 +3013,7 @@ mod tests {
     fn scraps_are_remembered_until_a_free() {
         let f = Fixture::new(MIB, 256);
         let kept = checkerboard(&f, 8);
-        let arena = &f.arenas[0];
+        let arena = f.arena(0);
         assert_eq!(arena.no_run_from.load(Ordering::Relaxed), usize::MAX);
         // No run of 2: the complete scan records that the longest is 1,
         // and the request is served in pieces all the same.
@@ -2970,7 +3031,7 @@ mod tests {
     #[test]
     fn arena_size() {
         // The figure the module documentation gives (with the stats feature).
-        let per_arena = std::mem::size_of::<Arena>() + std::mem::size_of::<AtomicUsize>();
+        let per_arena = std::mem::size_of::<Arena>() + 3 * std::mem::size_of::<AtomicUsize>();
         assert!(per_arena <= 200, "{per_arena}");
     }
 
