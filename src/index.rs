@@ -7,20 +7,21 @@
 //!
 //! # Tries per shard
 //!
-//! A shard of a cache of fewer than 4096 extents has one trie, as in the
+//! A shard of a cache of fewer than 512 extents has one trie, as in the
 //! original. A large cache's index would be deep: a shard of a 1 GiB pool
 //! of small values holds thousands of keys, three or four nodes deep, and
-//! every level below the top two is a cache miss. So
-//! [`Index::for_capacity`] gives each shard a power of two of tries, up to
-//! 512, enough for about eight keys each when the pool is full of
-//! one-extent values, and the hash bits above the shard's pick a key's
-//! trie. A lookup then loads a root from a small
-//! array (1 MiB at most for the whole index, which stays in the processor's
-//! caches) and about one node before the entry record. The tries are still
-//! canonical critnibs, locked by their shard's lock. The root arrays are
-//! not counted in `DRAM_SIZE_USED` (nor were the original's shard
-//! headers); with sharding disabled there is a single trie, whose node
-//! accounting is exactly the original's.
+//! every level is a cache miss. So [`Index::for_capacity`] gives each shard
+//! a power of two of tries, up to 8192, about one for every two extents of
+//! the pool, and the hash bits above the shard's pick a key's trie. Full of
+//! values of one or more extents, most tries then hold no key or one, and
+//! a single key is a leaf right in the root: a lookup loads the root and
+//! then the entry record, two misses, where one trie per shard costs four
+//! or five. The tries are still canonical critnibs, locked by their
+//! shard's lock. The roots cost 8 bytes per two extents, 16 MiB at most
+//! (reached from a pool of 1 GiB of 256-byte extents). They are not counted
+//! in `DRAM_SIZE_USED` (nor were the original's shard headers); with
+//! sharding disabled there is a single trie, whose node accounting is
+//! exactly the original's.
 //!
 //! # The trie
 //!
@@ -80,10 +81,10 @@ const SHARDS: usize = 256;
 /// log2 of [`SHARDS`]: the hash bits that pick the shard.
 const SHARD_BITS: u32 = SHARDS.trailing_zeros();
 /// Most tries a shard has (a power of two).
-const MAX_TRIES: usize = 512;
+const MAX_TRIES: usize = 8192;
 /// Keys a trie should hold when the cache is full, for
 /// [`Index::for_capacity`].
-const KEYS_PER_TRIE: usize = 8;
+const KEYS_PER_TRIE: usize = 2;
 
 /// Counter totals of the index.
 #[allow(dead_code)]
