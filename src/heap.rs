@@ -474,6 +474,11 @@ struct ArenaState {
     free: usize,
     /// Maximal runs of free extents inside the arena.
     runs: usize,
+    /// `FIRST_FREE | LAST_FREE` as they are, kept by `mark`, which changes
+    /// them only when it marks the first or the last extent: computing
+    /// them afresh after every change would read two bitmap words far from
+    /// the change, two cache misses when another thread works there.
+    edges: u8,
 }
 
 /// One independently locked part of the heap.
@@ -665,6 +670,9 @@ impl ArenaState {
                 }
             }
         }
+        if start == 0 || start + len == self.len {
+            self.edges = self.computed_edges();
+        }
         let neighbours = left as usize + right as usize;
         if free {
             self.free += len;
@@ -677,7 +685,8 @@ impl ArenaState {
         }
     }
 
-    fn edges(&self) -> u8 {
+    /// `FIRST_FREE | LAST_FREE` read from the bitmap.
+    fn computed_edges(&self) -> u8 {
         if self.len == 0 {
             return 0;
         }
@@ -707,7 +716,7 @@ impl ArenaRef<'_> {
             self.runs.sub((runs_before - state.runs) as u64);
         }
         // Relaxed: read only to compute the advisory HEAP_ENTRIES.
-        self.edges.store(state.edges(), Ordering::Relaxed);
+        self.edges.store(state.edges, Ordering::Relaxed);
     }
 
     /// [`ArenaState::find`], remembering what a complete scan learnt.
@@ -991,7 +1000,7 @@ impl Heap {
                 let last = top.len() - 1;
                 top[last] = (1u64 << (nsummary % 64)) - 1;
             }
-            let state = ArenaState {
+            let mut state = ArenaState {
                 bits,
                 summary,
                 top,
@@ -999,10 +1008,12 @@ impl Heap {
                 cursor: 0,
                 free: len,
                 runs: 1,
+                edges: 0,
             };
+            state.edges = state.computed_edges();
             let arena = Arena {
                 runs: Counter::new(),
-                edges: AtomicU8::new(state.edges()),
+                edges: AtomicU8::new(state.edges),
                 state: Mutex::new(state),
                 _pad: [0; 8],
             };
@@ -1695,10 +1706,17 @@ impl Heap {
                 return Err(format!("arena {index}: free mirror {hint}, {free} counted"));
             }
             let edges = arena.edges.load(Ordering::Relaxed);
-            if edges != state.edges() {
+            if state.edges != state.computed_edges() {
+                return Err(format!(
+                    "arena {index}: edges {} recorded, {} actual",
+                    state.edges,
+                    state.computed_edges()
+                ));
+            }
+            if edges != state.edges {
                 return Err(format!(
                     "arena {index}: edge mirror {edges}, {} actual",
-                    state.edges()
+                    state.edges
                 ));
             }
             let no_run_from = self.hints.no_run_from[index].load(Ordering::Relaxed);
