@@ -7,7 +7,7 @@
 //!
 //! # Tries per shard
 //!
-//! A shard of a cache of fewer than 512 extents has one trie, as in the
+//! A shard of a cache of fewer than 1024 extents has one trie, as in the
 //! original. A large cache's index would be deep: a shard of a 1 GiB pool
 //! of small values holds thousands of keys, three or four nodes deep, and
 //! every level is a cache miss. So [`Index::for_capacity`] gives each shard
