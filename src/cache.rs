@@ -457,6 +457,12 @@ impl Cache {
         if len > self.pool.len() || (stores && len > self.heap.max_value()) {
             return Err(Error::ValueTooLarge);
         }
+        if let Some(locator) = self.repl.next_victim() {
+            // In a full cache this put will evict that entry: its trie's
+            // root then arrives while the existence check below waits for
+            // this key's own misses.
+            self.index.prefetch(locator);
+        }
         if self.index.peek(key, |_| ()).is_some() {
             return Err(Error::KeyExists);
         }

@@ -63,6 +63,14 @@ pub(crate) struct Entry {
     evicting: AtomicBool,
     /// `HAS_LINKS` or 0; fixed at creation.
     flags: u8,
+    /// The low 32 bits of the key's index hash ([`index::hash`]), which
+    /// place it in the index (shard and trie); fixed at creation. Lets the
+    /// replacement policy name the next victim's place in the index without
+    /// its key. It fills what was padding: the header stays within the
+    /// record sizes it had.
+    ///
+    /// [`index::hash`]: crate::index::hash
+    locator: u32,
     /// The key bytes start here.
     key: [u8; 0],
 }
@@ -176,6 +184,7 @@ impl Entry {
                 slot: AtomicU8::new(SLOT_UNREGISTERED),
                 evicting: AtomicBool::new(false),
                 flags: if links { HAS_LINKS } else { 0 },
+                locator: crate::index::hash(key) as u32,
                 key: [],
             });
             ptr::copy_nonoverlapping(key.as_ptr(), (header as *mut u8).add(HEADER), key.len());
@@ -199,6 +208,11 @@ impl Entry {
             (*e).vsize = vsize;
             *(*e).alloc.get() = alloc;
         }
+    }
+
+    /// The low 32 bits of the key's index hash.
+    pub(crate) fn locator(&self) -> u32 {
+        self.locator
     }
 
     /// The key bytes.
@@ -348,21 +362,34 @@ mod tests {
     fn short_keys_get_a_whole_header() {
         assert_eq!(std::mem::size_of::<Entry>(), 32);
         assert_eq!(Entry::record_size(0, false), 32);
-        assert_eq!(Entry::record_size(4, true), 48);
-        assert_eq!(Entry::record_size(5, false), 32);
-        assert_eq!(Entry::record_size(6, false), 33);
+        assert_eq!(Entry::record_size(4, true), 52);
+        assert_eq!(Entry::record_size(5, false), 37);
+        assert_eq!(Entry::record_size(6, false), 38);
         // glibc rounds these to the same blocks as the bare sizes would.
         assert_eq!(accounted_size(Entry::record_size(0, false)), 40);
         assert_eq!(accounted_size(Entry::record_size(4, true)), 56);
     }
 
     #[test]
+    fn locator_is_the_index_hash() {
+        for key in [&b""[..], b"k", b"a longer key than one word"] {
+            let p = Entry::create(key, true).unwrap();
+            // SAFETY: alive until destroyed below.
+            assert_eq!(unsafe { p.get() }.locator(), crate::index::hash(key) as u32);
+            // SAFETY: never published.
+            unsafe { Entry::destroy(p) };
+        }
+    }
+
+    #[test]
     fn header_is_compact() {
-        assert_eq!(HEADER, 27);
+        assert_eq!(HEADER, 32);
         assert_eq!(LINKS, 16);
-        // An LRU entry with an 8-byte key is one 56-byte malloc block.
+        // An LRU entry with an 8-byte key is one 56-byte malloc block, and
+        // one with a 16-byte key a 72-byte block, as without the locator.
         assert_eq!(accounted_size(Entry::record_size(8, true)), 56);
         assert_eq!(accounted_size(Entry::record_size(8, false)), 40);
+        assert_eq!(accounted_size(Entry::record_size(16, true)), 72);
     }
 
     #[test]

@@ -82,6 +82,9 @@ const SHARDS: usize = 256;
 const SHARD_BITS: u32 = SHARDS.trailing_zeros();
 /// Most tries a shard has (a power of two).
 const MAX_TRIES: usize = 8192;
+// A key's shard and trie come from the low 32 bits of its hash, all that
+// an entry keeps (`Entry::locator`).
+const _: () = assert!(SHARDS * MAX_TRIES <= 1 << 32);
 /// Keys a trie should hold when the cache is full, for
 /// [`Index::for_capacity`].
 const KEYS_PER_TRIE: usize = 2;
@@ -882,6 +885,10 @@ impl Shard {
 /// before dropping it.
 pub(crate) struct Index {
     shards: Box<[Shard]>,
+    /// Address of each shard's array of tries, fixed at creation (the
+    /// arrays are never replaced), so that [`Index::prefetch`] can name a
+    /// root without the shard's lock.
+    roots: Box<[usize]>,
     /// Shard number mask: 255 with sharding, 0 without.
     mask: usize,
     /// Trie number mask within a shard: tries per shard minus one.
@@ -923,7 +930,18 @@ impl Index {
             roots.extend((0..tries).map(|_| Trie::new()));
             shards.push(Shard::new(roots.into_boxed_slice()));
         }
+        let mut roots = Vec::new();
+        roots
+            .try_reserve_exact(count)
+            .map_err(|_| Error::OutOfMemory)?;
+        // The tries' heap arrays stay where they are when the boxes move.
+        roots.extend(
+            shards
+                .iter_mut()
+                .map(|shard| shard.trie.get_mut().as_ptr() as usize),
+        );
         Ok(Index {
+            roots: roots.into_boxed_slice(),
             shards: shards.into_boxed_slice(),
             mask: count - 1,
             tree_mask: tries - 1,
@@ -942,8 +960,34 @@ impl Index {
         if self.mask == 0 {
             return (0, 0);
         }
-        let h = hash(key) as usize;
+        self.place(hash(key) as usize)
+    }
+
+    /// The shard number and trie number of a key whose hash is `h` (only
+    /// the low 32 bits count).
+    #[inline]
+    fn place(&self, h: usize) -> (usize, usize) {
         (h & self.mask, (h >> SHARD_BITS) & self.tree_mask)
+    }
+
+    /// Asks the processor to fetch the root of the trie that holds keys of
+    /// locator `locator` ([`Entry::locator`]): a put about to evict that
+    /// entry starts the miss early. A hint only; it reads nothing.
+    #[inline]
+    pub(crate) fn prefetch(&self, locator: u32) {
+        let (shard, tree) = self.place(locator as usize);
+        let Some(&base) = self.roots.get(shard) else {
+            return;
+        };
+        let root = base.wrapping_add(tree * size_of::<Trie>());
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch does not access memory architecturally; the
+        // address is inside the shard's array of tries anyway.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(root as *const i8)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = root;
     }
 
     /// The shard number of `key`.
@@ -2266,7 +2310,26 @@ mod tests {
             assert_eq!(mid.locate(&key), (h & 255, (h >> 8) & 7));
             assert_eq!(single.locate(&key), (0, 0));
             seen.insert(mid.locate(&key).1);
+            // An entry's locator (32 bits of the hash) places it alike.
+            let locator = Entry::create(&key, false).map(|p| {
+                // SAFETY: alive until destroyed here.
+                let locator = unsafe { p.get() }.locator();
+                // SAFETY: never published.
+                unsafe { Entry::destroy(p) };
+                locator
+            });
+            let locator = locator.unwrap();
+            for index in [&small, &mid, &big, &single] {
+                assert_eq!(index.place(locator as usize), index.locate(&key));
+                index.prefetch(locator);
+            }
         }
         assert_eq!(seen.len(), 8);
+        // The roots a prefetch names are the shards' arrays of tries.
+        for index in [&small, &mid, &big, &single] {
+            for (shard, &root) in index.shards.iter().zip(index.roots.iter()) {
+                assert_eq!(root, shard.trie.read().as_ptr() as usize);
+            }
+        }
     }
 }

@@ -82,7 +82,7 @@
 
 use std::cell::Cell;
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use crate::config::Policy;
 use crate::entry::{Entry, EntryPtr, SLOT_IDLE, SLOT_QUEUED, SLOT_REMOVED, SLOT_UNREGISTERED};
@@ -330,7 +330,16 @@ struct Lru {
     /// cache line, which every drain writes.
     _read_mostly: [usize; 12],
     list: Mutex<List>,
+    /// `NEXT_KNOWN` plus the locator of the list's head after the last
+    /// eviction (0: none), written under the mutex, read without it: the
+    /// next put can start fetching where that victim sits in the index.
+    /// One word of its own allocation, whose address stays put when the
+    /// LRU moves (valgrind's thread checkers are told it is atomic).
+    next_victim: Box<[AtomicU64]>,
 }
+
+/// Flag of [`Lru::next_victim`]: a locator is there.
+const NEXT_KNOWN: u64 = 1 << 32;
 
 /// The doubly-linked list through the entries' links; head = least
 /// recently used. Only reachable through the LRU mutex, so `&mut List`
@@ -596,12 +605,20 @@ impl Lru {
             valgrind::atomic_word(&ring.head);
             valgrind::atomic_word(&ring.slots[..]);
         }
+        let mut next_victim = Vec::new();
+        next_victim
+            .try_reserve_exact(1)
+            .map_err(|_| Error::OutOfMemory)?;
+        next_victim.push(AtomicU64::new(0));
+        let next_victim = next_victim.into_boxed_slice();
+        valgrind::atomic_word(&next_victim[..]);
         Ok(Lru {
             rings,
             drain_batch: drain_batch.max(1),
             drain_at: (capacity.max(1).next_power_of_two() / 2).max(1),
             _read_mostly: [0; 12],
             list: Mutex::new(List::new()),
+            next_victim,
         })
     }
 
@@ -723,6 +740,7 @@ impl Lru {
             let head = list.head;
             if claim_idle(head) {
                 list.unlink(head);
+                self.note_next_victim(&list);
                 return Ok(EntryPtr::from_raw(head));
             }
         }
@@ -734,6 +752,7 @@ impl Lru {
             unsafe {
                 if claim_idle(cur) {
                     list.unlink(cur);
+                    self.note_next_victim(&list);
                     return Ok(EntryPtr::from_raw(cur));
                 }
                 cur = next_of(cur);
@@ -753,6 +772,20 @@ impl Lru {
             }
         }
         Err(Error::NoVictim)
+    }
+
+    /// Records where the list's head, the likely next victim, sits in the
+    /// index. The head's links were usually just written by the unlink, so
+    /// its header is in the cache.
+    fn note_next_victim(&self, list: &List) {
+        let next = if list.head.is_null() {
+            0
+        } else {
+            // SAFETY: linked entries are alive; `list` comes from our mutex.
+            NEXT_KNOWN | u64::from(unsafe { (*list.head).locator() })
+        };
+        // Relaxed: a hint for a prefetch; nothing is published through it.
+        self.next_victim[0].store(next, Ordering::Relaxed);
     }
 
     /// Tries to evict an entry whose mark was just popped; when it cannot
@@ -1060,6 +1093,14 @@ impl Repl {
         }
     }
 
+    /// The locator of the entry the next eviction will likely take, as of
+    /// the last eviction ([`Entry::locator`]); `None` before any eviction,
+    /// after one that emptied the list, and under policy NONE.
+    pub(crate) fn next_victim(&self) -> Option<u32> {
+        let next = self.lru.as_ref()?.next_victim[0].load(Ordering::Relaxed);
+        (next & NEXT_KNOWN != 0).then_some(next as u32)
+    }
+
     /// Applies every buffered mark (tests and benchmarks).
     pub(crate) fn drain(&self) {
         if let Some(lru) = &self.lru {
@@ -1283,6 +1324,26 @@ mod tests {
         assert_eq!(repl.remove(es.get(0)), Err(Error::LruEmpty));
         assert_eq!(Error::LruEmpty.errno(), libc::ESRCH);
         assert_eq!(repl.validate(), Ok(()));
+    }
+
+    #[test]
+    fn an_eviction_names_the_next_victim() {
+        let es = Entries::new(3);
+        let repl = lru();
+        assert_eq!(repl.next_victim(), None);
+        for i in 0..3 {
+            repl.insert(es.get(i));
+        }
+        assert_eq!(victim(&repl), Ok(0));
+        assert_eq!(repl.next_victim(), Some(es.get(1).locator()));
+        // A use moves 1 behind 2: the next eviction takes 2 and names 1.
+        repl.touch(es.get(1));
+        repl.drain();
+        assert_eq!(victim(&repl), Ok(2));
+        assert_eq!(repl.next_victim(), Some(es.get(1).locator()));
+        assert_eq!(victim(&repl), Ok(1));
+        assert_eq!(repl.next_victim(), None, "the list is empty");
+        assert_eq!(Repl::new(Policy::None).unwrap().next_victim(), None);
     }
 
     #[test]
