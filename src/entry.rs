@@ -7,8 +7,9 @@
 //! them out under policy NONE means that policy costs no DRAM per entry.
 //!
 //! This module owns the record's layout, its reference count, the evicting
-//! flag and the policy slot word. It never touches the index, the policy's
-//! list or the heap: whoever drops the last reference gets the value's
+//! flag, the policy slot word and the key's locator (32 bits of the index's
+//! hash of the key, computed once at creation). It never touches the index,
+//! the policy's list or the heap: whoever drops the last reference gets the value's
 //! [`Allocation`] back from [`Entry::destroy`] and returns it to the heap.
 //!
 //! References: the index holds one from insertion until removal; every

@@ -775,8 +775,8 @@ impl Lru {
     }
 
     /// Records where the list's head, the likely next victim, sits in the
-    /// index. The head's links were usually just written by the unlink, so
-    /// its header is in the cache.
+    /// index. The unlink has just written the head's links, so its header
+    /// is often in the cache already.
     fn note_next_victim(&self, list: &List) {
         let next = if list.head.is_null() {
             0
