@@ -463,10 +463,13 @@ impl Cache {
             // this key's own misses.
             self.index.prefetch(locator);
         }
-        if self.index.peek(key, |_| ()).is_some() {
+        // Hashed once: for the existence check, the record and (through the
+        // record) the insertion.
+        let locator = crate::index::hash(key) as u32;
+        if self.index.peek_at(locator, key, |_| ()).is_some() {
             return Err(Error::KeyExists);
         }
-        let entry = Entry::create(key, self.repl.uses_links())?;
+        let entry = Entry::create_located(key, locator, self.repl.uses_links())?;
         let mut guard = PutGuard {
             cache: self,
             entry: Some(entry),

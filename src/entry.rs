@@ -65,9 +65,9 @@ pub(crate) struct Entry {
     /// `HAS_LINKS` or 0; fixed at creation.
     flags: u8,
     /// The low 32 bits of the key's index hash ([`index::hash`]), which
-    /// place it in the index (shard and trie); fixed at creation. Lets the
-    /// replacement policy name the next victim's place in the index without
-    /// its key. It fills what was padding: the header stays within the
+    /// place it in the index (shard and trie); fixed at creation. The index
+    /// finds the entry's trie by it without hashing the key again, and the
+    /// replacement policy names the next victim's place with it. It fills what was padding: the header stays within the
     /// record sizes it had.
     ///
     /// [`index::hash`]: crate::index::hash
@@ -149,9 +149,19 @@ impl Entry {
         (HEADER + ksize).max(std::mem::size_of::<Entry>()) + if links { LINKS } else { 0 }
     }
 
+    /// [`Entry::create_located`], hashing the key here (tests and
+    /// benchmarks; a put has the hash already).
+    #[cfg(any(test, feature = "internals"))]
+    pub(crate) fn create(key: &[u8], links: bool) -> Result<EntryPtr> {
+        Entry::create_located(key, crate::index::hash(key) as u32, links)
+    }
+
     /// Allocates a record for `key` with one reference, owned by the caller.
     /// With `links`, room for the LRU list links is reserved in front.
-    pub(crate) fn create(key: &[u8], links: bool) -> Result<EntryPtr> {
+    /// `locator` must be `index::hash(key) as u32`, which the caller has
+    /// computed for its own lookup already.
+    pub(crate) fn create_located(key: &[u8], locator: u32, links: bool) -> Result<EntryPtr> {
+        debug_assert_eq!(locator, crate::index::hash(key) as u32);
         if key.len() > MAX_KEY {
             return Err(Error::KeyTooLong(key.len()));
         }
@@ -185,7 +195,7 @@ impl Entry {
                 slot: AtomicU8::new(SLOT_UNREGISTERED),
                 evicting: AtomicBool::new(false),
                 flags: if links { HAS_LINKS } else { 0 },
-                locator: crate::index::hash(key) as u32,
+                locator,
                 key: [],
             });
             ptr::copy_nonoverlapping(key.as_ptr(), (header as *mut u8).add(HEADER), key.len());

@@ -1003,6 +1003,15 @@ impl Index {
         (&self.shards[shard], tree)
     }
 
+    /// The shard and trie number of the key whose locator is `locator`
+    /// ([`Entry::locator`]), without hashing the key again.
+    #[inline]
+    fn shard_at(&self, locator: u32) -> (&Shard, usize) {
+        let (shard, tree) = self.place(locator as usize);
+        // `place` is below the number of shards by construction.
+        (&self.shards[shard], tree)
+    }
+
     /// Looks `key` up; on a hit takes a reference for the caller. With
     /// `count`, counts a hit or a miss.
     pub(crate) fn lookup(&self, key: &[u8], count: bool) -> Option<EntryPtr> {
@@ -1026,7 +1035,26 @@ impl Index {
 
     /// Runs `f` on the entry of `key` under the shard's read lock.
     pub(crate) fn peek<R>(&self, key: &[u8], f: impl FnOnce(&Entry) -> R) -> Option<R> {
-        let (shard, tree) = self.shard(key);
+        self.peek_in(self.shard(key), key, f)
+    }
+
+    /// [`Index::peek`] for a caller that has the key's locator already
+    /// (`hash(key) as u32`).
+    pub(crate) fn peek_at<R>(
+        &self,
+        locator: u32,
+        key: &[u8],
+        f: impl FnOnce(&Entry) -> R,
+    ) -> Option<R> {
+        self.peek_in(self.shard_at(locator), key, f)
+    }
+
+    fn peek_in<R>(
+        &self,
+        (shard, tree): (&Shard, usize),
+        key: &[u8],
+        f: impl FnOnce(&Entry) -> R,
+    ) -> Option<R> {
         let tries = shard.trie.read();
         let entry = tries[tree].find(key)?;
         // SAFETY: the index's reference keeps the entry alive while the read
@@ -1043,7 +1071,7 @@ impl Index {
     pub(crate) fn insert(&self, entry: EntryPtr) -> Result<()> {
         // SAFETY: the caller holds a reference on `entry`.
         let e = unsafe { entry.get() };
-        let (shard, tree) = self.shard(e.key());
+        let (shard, tree) = self.shard_at(e.locator());
         let mut tries = shard.trie.write();
         let added = tries[tree].insert(entry)?;
         shard.puts.add(1);
@@ -1060,7 +1088,7 @@ impl Index {
     pub(crate) fn remove(&self, entry: EntryPtr) -> bool {
         // SAFETY: the caller holds a reference on `entry`.
         let e = unsafe { entry.get() };
-        let (shard, tree) = self.shard(e.key());
+        let (shard, tree) = self.shard_at(e.locator());
         let mut tries = shard.trie.write();
         let Some(released) = tries[tree].remove(entry) else {
             return false;
