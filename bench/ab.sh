@@ -18,27 +18,8 @@ fi
 A=$(cd "$1" && pwd)
 B=$(cd "$2" && pwd)
 SRC=$(cd "$(dirname "$0")/.." && pwd)
-BUILD=${BUILD:-$SRC/build/bench-run}
-DIR=${DIR:-/dev/shm}
-POOL=${POOL:-1G}
-REPS=${REPS:-3}
-THREADS=${THREADS:-1 2}
-OPS=${OPS:-2000000}
-WORKLOADS=${WORKLOADS:-w1 w2 put get}
-
-cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTS=OFF \
-	-DBUILD_EXAMPLES=OFF >/dev/null
-cmake --build "$BUILD" -j "$(nproc)" >/dev/null
-
-params() {
-	case $1 in
-	w1) echo "min_size=8 max_size=8192 size_distrib=log key_space=2.4" ;;
-	w2) echo "min_size=8 max_size=32768 size_distrib=log key_space=1.5" ;;
-	put) echo "mode=put-only min_size=256 max_size=1024 size_distrib=uniform" ;;
-	get) echo "mode=get-only min_size=256 max_size=1024 size_distrib=uniform" ;;
-	*) echo "ab.sh: unknown workload $1" >&2; exit 1 ;;
-	esac
-}
+. "$SRC/bench/workloads.sh"
+build_driver
 
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT

@@ -17,33 +17,15 @@
 set -eu
 
 SRC=$(cd "$(dirname "$0")/.." && pwd)
-BUILD=${BUILD:-$SRC/build/bench-run}
+. "$SRC/bench/workloads.sh"
 OUT=${OUT:-$SRC/bench/results}
-DIR=${DIR:-/dev/shm}
-POOL=${POOL:-1G}
-REPS=${REPS:-3}
-THREADS=${THREADS:-1 2}
-OPS=${OPS:-2000000}
-WORKLOADS=${WORKLOADS:-w1 w2 put get}
-mkdir -p "$BUILD" "$OUT"
+mkdir -p "$OUT"
 
 echo "== building the library and the driver (Release) in $BUILD"
-cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTS=OFF \
-	-DBUILD_EXAMPLES=OFF >/dev/null
-cmake --build "$BUILD" -j "$(nproc)" >/dev/null
+build_driver
 if [ -n "${LIB:-}" ]; then
 	export LD_LIBRARY_PATH="$LIB"
 fi
-
-params() {
-	case $1 in
-	w1) echo "min_size=8 max_size=8192 size_distrib=log key_space=2.4" ;;
-	w2) echo "min_size=8 max_size=32768 size_distrib=log key_space=1.5" ;;
-	put) echo "mode=put-only min_size=256 max_size=1024 size_distrib=uniform" ;;
-	get) echo "mode=get-only min_size=256 max_size=1024 size_distrib=uniform" ;;
-	*) echo "run.sh: unknown workload $1" >&2; exit 1 ;;
-	esac
-}
 
 res="$OUT/perf.txt"
 {
