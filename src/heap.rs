@@ -826,6 +826,27 @@ fn filled_words(n: usize, value: u64) -> Result<Box<[u64]>> {
     Ok(words.into_boxed_slice())
 }
 
+/// Checks a level of marks over `lower` (bit `w` of `upper` set iff word
+/// `w` of `lower` is not zero, nothing set past the last word), as the
+/// summary is over the bitmap and the top over the summary. `upper` has
+/// one bit per word of `lower` exactly (checked by the caller).
+fn check_marks(lower: &[u64], upper: &[u64]) -> Result<(), String> {
+    for (w, &word) in lower.iter().enumerate() {
+        let marked = upper[w / 64] >> (w % 64) & 1 != 0;
+        if marked != (word != 0) {
+            return Err(format!("bit of word {w} is {marked}"));
+        }
+    }
+    if lower.len() % 64 != 0 {
+        if let Some(last) = upper.last() {
+            if last >> (lower.len() % 64) != 0 {
+                return Err("bits past the end".to_string());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Atomic words holding `values`; allocation failure is reported.
 fn atomic_words(values: impl ExactSizeIterator<Item = usize>) -> Result<Box<[AtomicUsize]>> {
     let mut words = Vec::new();
@@ -1639,36 +1660,13 @@ impl Heap {
                     return Err(format!("arena {index}: free bits past the end"));
                 }
             }
-            for (w, &word) in state.bits.iter().enumerate() {
-                let marked = state.summary[w / 64] >> (w % 64) & 1 != 0;
-                if marked != (word != 0) {
-                    return Err(format!(
-                        "arena {index}: summary bit of word {w} is {marked}"
-                    ));
-                }
-            }
-            let words = state.bits.len();
-            if words % 64 != 0 {
-                let last = state.summary[state.summary.len() - 1];
-                if last >> (words % 64) != 0 {
-                    return Err(format!("arena {index}: summary bits past the end"));
-                }
-            }
+            check_marks(&state.bits, &state.summary)
+                .map_err(|e| format!("arena {index}: summary {e}"))?;
             if state.top.len() != state.summary.len().div_ceil(64) {
                 return Err(format!("arena {index}: top of {} words", state.top.len()));
             }
-            for (s, &word) in state.summary.iter().enumerate() {
-                let marked = state.top[s / 64] >> (s % 64) & 1 != 0;
-                if marked != (word != 0) {
-                    return Err(format!(
-                        "arena {index}: top bit of summary word {s} is {marked}"
-                    ));
-                }
-            }
-            let nsummary = state.summary.len();
-            if nsummary % 64 != 0 && state.top[state.top.len() - 1] >> (nsummary % 64) != 0 {
-                return Err(format!("arena {index}: top bits past the end"));
-            }
+            check_marks(&state.summary, &state.top)
+                .map_err(|e| format!("arena {index}: top {e}"))?;
             // Runs start where a free bit follows an allocated one; the
             // carry is the bit before the word (locally: none before the
             // arena; globally: the previous arena's last extent).
@@ -3025,6 +3023,34 @@ mod tests {
         f.validate_with(&[&first.1, &first.2, &second.1]).unwrap();
         free_all(&f, [first.1, first.2, second.1]);
         assert_stats(&f, 0, 1);
+    }
+
+    #[test]
+    fn validation_sees_broken_marks() {
+        let f = Fixture::new(MIB, 256);
+        f.validate().unwrap();
+        type Breakage = (fn(&mut ArenaState), &'static str);
+        let cases: [Breakage; 4] = [
+            (|s| s.summary[0] ^= 1, "summary bit of word 0"),
+            (|s| s.top[0] ^= 1, "top bit of word 0"),
+            (
+                |s| *s.top.last_mut().unwrap() |= 1 << 63,
+                "top bits past the end",
+            ),
+            (|s| s.edges ^= FIRST_FREE, "edges"),
+        ];
+        for (break_it, expected) in cases {
+            let mut state = f.arenas[0].state.lock();
+            let saved = (state.summary.clone(), state.top.clone(), state.edges);
+            break_it(&mut state);
+            drop(state);
+            let err = f.validate().unwrap_err();
+            assert!(err.contains(expected), "{err}");
+            let mut state = f.arenas[0].state.lock();
+            (state.summary, state.top, state.edges) = saved;
+            drop(state);
+            f.validate().unwrap();
+        }
     }
 
     #[test]
