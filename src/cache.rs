@@ -466,9 +466,9 @@ impl Cache {
         // Hashed once: for the existence check, the record and (through the
         // record) the insertion.
         let locator = crate::index::hash(key) as u32;
-        if self.index.peek_at(locator, key, |_| ()).is_some() {
-            return Err(Error::KeyExists);
-        }
+        // The record is made while the key's trie root is on its way for
+        // the existence check (and freed again if the key exists).
+        self.index.prefetch(locator);
         let entry = Entry::create_located(key, locator, self.repl.uses_links())?;
         let mut guard = PutGuard {
             cache: self,
@@ -476,6 +476,9 @@ impl Cache {
             pending: None,
             alloc: None,
         };
+        if self.index.peek_at(locator, key, |_| ()).is_some() {
+            return Err(Error::KeyExists);
+        }
         if index_only {
             // Value size 0, nothing stored.
         } else if no_alloc || len == 0 {
@@ -677,6 +680,13 @@ impl Cache {
         // SAFETY: the victim is still indexed (we hold its claim, so nobody
         // else removes it); our own reference keeps it alive past removal.
         let entry = unsafe { ptr.get() };
+        if let Some((pending, bytes)) = &into {
+            if pending.capacity() == 0 {
+                // The value will most likely start in the victim's first
+                // extents: their lines arrive during the eviction.
+                self.heap.prefetch_write(entry.allocation(), *bytes);
+            }
+        }
         entry.acquire();
         let callback = self.run_on_evict(entry.key());
         if self.index.remove(ptr) {

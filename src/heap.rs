@@ -1496,6 +1496,40 @@ impl Heap {
         }
     }
 
+    /// Asks for the pool lines that a write of `bytes` bytes into `alloc`
+    /// (from its first byte) will store to, in a state ready for writing.
+    /// A put that takes a victim's extents calls it as soon as it knows
+    /// them: the lines, cold, then arrive while the eviction waits for its
+    /// own misses, instead of holding up the insertion's lock, which waits
+    /// for the copy's stores. Values that [`Heap::write`] streams are left
+    /// alone.
+    pub(crate) fn prefetch_write(&self, alloc: &Allocation, bytes: usize) {
+        if bytes < STREAM_FROM {
+            self.each_line(alloc, bytes, crate::hint::prefetch_for_write);
+        }
+    }
+
+    /// Calls `f` with an address in each 64-byte line that the first
+    /// `bytes` bytes of `alloc` (at most all of it) occupy: runs start on
+    /// line boundaries when extents are multiples of 64 bytes, and at worst
+    /// a line at a run's end is left out.
+    fn each_line(&self, alloc: &Allocation, bytes: usize, mut f: impl FnMut(*const u8)) {
+        let mut scratch = [0];
+        let mut left = bytes;
+        for &slot in self.slots_of(alloc, &mut scratch) {
+            if left == 0 {
+                break;
+            }
+            let (start, len) = self.encoding.unslot(slot);
+            let n = (len * self.extent_size).min(left);
+            let first = self.base.wrapping_add(start * self.extent_size);
+            for line in (0..n).step_by(64) {
+                f(first.wrapping_add(line));
+            }
+            left -= n;
+        }
+    }
+
     /// Copies `src` into the allocation, from its first byte.
     ///
     /// # Safety
@@ -2246,6 +2280,46 @@ mod tests {
         for alloc in values {
             heap.free(alloc);
         }
+    }
+
+    #[test]
+    fn the_lines_a_write_will_store_to_are_the_values_first_bytes() {
+        let f = Fixture::new(MIB, 256);
+        // A value of four separate runs, as in the test below.
+        let mut small = Vec::new();
+        while let Some(a) = alloc_value(&f, 256) {
+            small.push(a);
+        }
+        for a in small.drain(..16).step_by(2) {
+            f.free(a);
+        }
+        let listed = alloc_value(&f, 4 * 256).unwrap();
+        let inline = small.pop().unwrap();
+        for (alloc, size) in [(&listed, 4 * 256), (&inline, 256)] {
+            let runs = runs_of(&f, alloc);
+            for bytes in [0, 1, 64, 65, 300, size, size + 1000] {
+                let mut lines = Vec::new();
+                f.each_line(alloc, bytes, |p| lines.push(p as usize - f.base as usize));
+                // Every 64 bytes of the value's first `bytes`, run by run.
+                let mut want = Vec::new();
+                let mut left = bytes;
+                for &(start, len) in &runs {
+                    let n = (len * 256).min(left);
+                    want.extend((0..n).step_by(64).map(|i| start * 256 + i));
+                    left -= n;
+                }
+                assert_eq!(lines, want, "{bytes} bytes of {runs:?}");
+                assert_eq!(lines.len(), bytes.min(size).div_ceil(64));
+            }
+            // A hint only: the value reads back as written.
+            let data = pattern(7, size);
+            f.prefetch_write(alloc, size);
+            write_value(&f, alloc, &data);
+            assert_eq!(read_value(&f, alloc, 0, size), data);
+        }
+        f.free(listed);
+        free_all(&f, small);
+        f.free(inline);
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod stats;
 
 mod entry;
 mod heap;
+mod hint;
 mod index;
 mod pool;
 mod repl;

@@ -479,21 +479,10 @@ const PREFETCH_CHUNK: usize = 32;
 /// A hint only: it never faults and changes nothing.
 #[inline(always)]
 fn prefetch_record(entry: &Entry) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let links = (entry as *const Entry as *const i8)
-            .wrapping_sub(std::mem::size_of::<crate::entry::Links>());
-        let slot = entry.slot() as *const _ as *const i8;
-        // SAFETY: a prefetch does not access memory architecturally; both
-        // addresses are inside the record anyway.
-        unsafe {
-            _mm_prefetch::<_MM_HINT_T0>(links);
-            _mm_prefetch::<_MM_HINT_T0>(slot);
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = entry;
+    let links = (entry as *const Entry as *const u8)
+        .wrapping_sub(std::mem::size_of::<crate::entry::Links>());
+    crate::hint::prefetch(links);
+    crate::hint::prefetch(entry.slot());
 }
 
 /// Applies one mark popped from a ring, as a drain does.
