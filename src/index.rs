@@ -232,9 +232,35 @@ fn first_diff(a: &[u8], b: &[u8]) -> Option<Pos> {
 
 /// Tag bit of a slot that points to an entry record.
 const LEAF: usize = 1;
+/// Set in a leaf slot whose top bits hold its key's [`key_tag`].
+const TAGGED: usize = 2;
+/// First bit of a leaf slot's key tag.
+const TAG_SHIFT: u32 = 53;
+/// Bits of the locator ([`Entry::locator`]) that no placement uses: they
+/// are the key tag.
+const TAG_FROM: u32 = 21;
+
+// The placement bits (shard and trie) stay below the tag's.
+const _: () = assert!(SHARD_BITS + MAX_TRIES.trailing_zeros() <= TAG_FROM);
+const _: () = assert!(TAG_SHIFT + (32 - TAG_FROM) == usize::BITS);
+
+/// The key tag of the key whose locator is `locator`, in the slot's bits:
+/// 11 bits of the key's hash that neither its shard nor its trie depend
+/// on, so keys of one trie differ there as often as random bits do.
+#[inline]
+fn key_tag(locator: u32) -> usize {
+    ((locator >> TAG_FROM) as usize) << TAG_SHIFT
+}
 
 /// A child word (or the root): empty, a tagged entry pointer, or a node
-/// pointer. Entry records and nodes are 8-aligned, so bit 0 is free.
+/// pointer. Entry records and nodes are 8-aligned, so bits 0 to 2 are free.
+///
+/// A leaf also carries its key's tag ([`key_tag`]) in its top bits (when
+/// the record's address leaves them clear, which user-space addresses do):
+/// a lookup of another key that ends at this leaf sees the mismatch in most
+/// cases without reading the record, a cache miss in a large cache. Most
+/// lookups of absent keys (every put's existence check, every miss of a
+/// get) end that way.
 ///
 /// Invariant: a non-empty slot stored in a trie points to a live node owned
 /// by that trie or to an entry on which the index holds a reference.
@@ -245,8 +271,15 @@ struct Slot(usize);
 impl Slot {
     const EMPTY: Slot = Slot(0);
 
+    /// The leaf of `entry`, which must be alive (its locator is read).
     fn leaf(entry: EntryPtr) -> Slot {
-        Slot(entry.as_ptr() as usize | LEAF)
+        let address = entry.as_ptr() as usize;
+        if address >> TAG_SHIFT != 0 {
+            return Slot(address | LEAF);
+        }
+        // SAFETY: the callers hold a reference on the entry.
+        let locator = unsafe { entry.get() }.locator();
+        Slot(address | LEAF | TAGGED | key_tag(locator))
     }
 
     fn from_node(node: NodePtr) -> Slot {
@@ -262,9 +295,21 @@ impl Slot {
         if self.0 & LEAF == 0 {
             return None;
         }
+        let address = if self.0 & TAGGED != 0 {
+            self.0 & ((1 << TAG_SHIFT) - 1)
+        } else {
+            self.0
+        };
         // SAFETY: leaf slots are only made by `Slot::leaf` from a live
-        // entry pointer, which is non-null once the tag is cleared.
-        Some(unsafe { EntryPtr::from_raw((self.0 & !LEAF) as *const Entry) })
+        // entry pointer, which is non-null once the tags are cleared.
+        Some(unsafe { EntryPtr::from_raw((address & !(LEAF | TAGGED)) as *const Entry) })
+    }
+
+    /// False when this leaf's key tag shows that its key is not the key
+    /// whose locator is `locator`; true when it may be.
+    #[inline]
+    fn may_hold(self, locator: u32) -> bool {
+        self.0 & TAGGED == 0 || self.0 & !((1 << TAG_SHIFT) - 1) == key_tag(locator)
     }
 
     /// The node of a node slot.
@@ -549,13 +594,22 @@ impl Trie {
         Trie { root: Slot::EMPTY }
     }
 
-    /// The entry whose key is `key`.
-    fn find(&self, key: &[u8]) -> Option<EntryPtr> {
+    /// The entry whose key is `key`; `locator` is the key's
+    /// ([`Entry::locator`]).
+    fn find(&self, key: &[u8], locator: u32) -> Option<EntryPtr> {
         let mut slot = self.root;
         while let Some(node) = slot.node() {
             slot = node.child(nibble_at(key, node.pos()))?;
         }
         let entry = slot.entry()?;
+        if !slot.may_hold(locator) {
+            // Not this key; but a put of it will insert next to this leaf
+            // and compare their keys: the record's miss starts now.
+            let header = entry.as_ptr() as *const u8;
+            crate::hint::prefetch(header);
+            crate::hint::prefetch(header.wrapping_add(size_of::<Entry>()));
+            return None;
+        }
         // SAFETY: the index's reference keeps the entry alive while the
         // trie is borrowed.
         (unsafe { entry.get() }.key() == key).then_some(entry)
@@ -755,7 +809,10 @@ impl Trie {
                         place.1
                     ));
                 }
-                if self.find(key) != Some(entry) {
+                if !slot.may_hold(e.locator()) {
+                    return Err(format!("key {:?} has a wrong tag", abbrev(key)));
+                }
+                if self.find(key, e.locator()) != Some(entry) {
                     return Err(format!("key {:?} is off its path", abbrev(key)));
                 }
                 if e.refs() == 0 {
@@ -979,15 +1036,7 @@ impl Index {
         let Some(&base) = self.roots.get(shard) else {
             return;
         };
-        let root = base.wrapping_add(tree * size_of::<Trie>());
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: a prefetch does not access memory architecturally; the
-        // address is inside the shard's array of tries anyway.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(root as *const i8)
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = root;
+        crate::hint::prefetch(base.wrapping_add(tree * size_of::<Trie>()) as *const Trie);
     }
 
     /// The shard number of `key`.
@@ -1015,9 +1064,10 @@ impl Index {
     /// Looks `key` up; on a hit takes a reference for the caller. With
     /// `count`, counts a hit or a miss.
     pub(crate) fn lookup(&self, key: &[u8], count: bool) -> Option<EntryPtr> {
-        let (shard, tree) = self.shard(key);
+        let locator = hash(key) as u32;
+        let (shard, tree) = self.shard_at(locator);
         let tries = shard.trie.read();
-        let found = tries[tree].find(key);
+        let found = tries[tree].find(key, locator);
         if let Some(entry) = found {
             // SAFETY: the index's reference keeps the entry alive while the
             // read lock is held.
@@ -1035,7 +1085,7 @@ impl Index {
 
     /// Runs `f` on the entry of `key` under the shard's read lock.
     pub(crate) fn peek<R>(&self, key: &[u8], f: impl FnOnce(&Entry) -> R) -> Option<R> {
-        self.peek_in(self.shard(key), key, f)
+        self.peek_at(hash(key) as u32, key, f)
     }
 
     /// [`Index::peek`] for a caller that has the key's locator already
@@ -1046,17 +1096,9 @@ impl Index {
         key: &[u8],
         f: impl FnOnce(&Entry) -> R,
     ) -> Option<R> {
-        self.peek_in(self.shard_at(locator), key, f)
-    }
-
-    fn peek_in<R>(
-        &self,
-        (shard, tree): (&Shard, usize),
-        key: &[u8],
-        f: impl FnOnce(&Entry) -> R,
-    ) -> Option<R> {
+        let (shard, tree) = self.shard_at(locator);
         let tries = shard.trie.read();
-        let entry = tries[tree].find(key)?;
+        let entry = tries[tree].find(key, locator)?;
         // SAFETY: the index's reference keeps the entry alive while the read
         // lock is held, which it is for the whole call of `f`.
         Some(f(unsafe { entry.get() }))
@@ -1990,6 +2032,85 @@ mod tests {
             assert_eq!((stats.entries, stats.dram), (0, 0));
             assert_eq!(index.census(), Census::default());
         }
+    }
+
+    #[test]
+    fn leaves_carry_their_key_tag() {
+        let e = make(b"tagged");
+        // SAFETY: alive until put back below.
+        let locator = unsafe { e.get() }.locator();
+        let leaf = Slot::leaf(e);
+        assert_eq!(leaf.entry(), Some(e));
+        assert!(leaf.node().is_none());
+        assert_ne!(leaf.0 & TAGGED, 0, "user-space records get a tag");
+        assert!(leaf.may_hold(locator));
+        // Any other value of the tag bits rules the key out; the placement
+        // bits do not count.
+        assert!(!leaf.may_hold(locator ^ (1 << TAG_FROM)));
+        assert!(!leaf.may_hold(locator ^ (1 << 31)));
+        assert!(leaf.may_hold(locator ^ ((1 << TAG_FROM) - 1)));
+        // A leaf without a tag (a record above the tag bits) may hold any
+        // key, and still names its entry.
+        let untagged = Slot(e.as_ptr() as usize | LEAF);
+        assert_eq!(untagged.entry(), Some(e));
+        assert!(untagged.may_hold(locator ^ (1 << 31)));
+        put_back(e);
+    }
+
+    #[test]
+    fn a_lookup_trusts_a_mismatching_tag() {
+        let index = Index::new(false).unwrap();
+        let e = make(b"k");
+        index.insert(e).unwrap();
+        let locator = hash(b"k") as u32;
+        assert_eq!(index.peek_at(locator, b"k", |_| ()), Some(()));
+        // The same record behind a leaf whose tag says another key: the
+        // lookup answers from the tag without comparing the keys, and
+        // validation reports the damage.
+        let root = |slot: Slot| index.shards[0].trie.write()[0].root = slot;
+        root(Slot(Slot::leaf(e).0 ^ (1 << TAG_SHIFT)));
+        assert_eq!(index.peek_at(locator, b"k", |_| ()), None);
+        assert!(index.lookup(b"k", false).is_none());
+        assert!(index.validate().unwrap_err().contains("wrong tag"));
+        // Without a tag, the keys are compared.
+        root(Slot(e.as_ptr() as usize | LEAF));
+        assert_eq!(index.peek_at(locator, b"k", |_| ()), Some(()));
+        root(Slot::leaf(e));
+        check(&index);
+        assert!(index.remove(e));
+        put_back(e);
+    }
+
+    #[test]
+    fn keys_of_one_trie_with_one_tag_are_still_told_apart() {
+        // Keys whose locators agree in every tag bit share the tag; their
+        // records decide.
+        let mut by_tag: BTreeMap<usize, Vec<Vec<u8>>> = BTreeMap::new();
+        for i in 0u32..20_000 {
+            let key = i.to_le_bytes().to_vec();
+            by_tag
+                .entry(key_tag(hash(&key) as u32))
+                .or_default()
+                .push(key);
+        }
+        let keys = by_tag.into_values().find(|keys| keys.len() >= 4).unwrap();
+        let mut index = Index::new(false).unwrap();
+        for key in &keys {
+            index.insert(make(key)).unwrap();
+        }
+        check(&index);
+        for key in &keys {
+            let found = index.lookup(key, false).expect("indexed");
+            assert_eq!(key_of(found), *key);
+            put_back(found);
+        }
+        let absent = {
+            let mut k = keys[0].clone();
+            k.push(0);
+            k
+        };
+        assert!(index.lookup(&absent, false).is_none());
+        assert_eq!(clear(&mut index), keys.len());
     }
 
     #[test]
