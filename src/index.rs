@@ -37,7 +37,9 @@
 //! nibble; a node never has fewer than two children (removing a key that
 //! would leave one collapses the node); an empty trie has no root and a
 //! single key is a leaf at the root. Leaves are tagged pointers to the entry
-//! records themselves, so a key costs no leaf allocation.
+//! records themselves, so a key costs no leaf allocation; the pointer's top
+//! bits carry 11 bits of the key's hash, so that a lookup of an absent key
+//! rarely has to read a record to see that it is not there.
 //!
 //! Nodes have variable size: an 8-byte header (nibble position and a bitmap
 //! of present children) followed by the child words, with room for an even
