@@ -244,14 +244,17 @@ const TAG_FROM: u32 = 21;
 
 // The placement bits (shard and trie) stay below the tag's.
 const _: () = assert!(SHARD_BITS + MAX_TRIES.trailing_zeros() <= TAG_FROM);
-const _: () = assert!(TAG_SHIFT + (32 - TAG_FROM) == usize::BITS);
+const _: () = assert!(TAG_SHIFT + (32 - TAG_FROM) == 64);
+/// The tag's bits in a slot (none on targets with narrower addresses,
+/// where leaves carry no tag).
+const TAG_MASK: usize = (u64::MAX << TAG_SHIFT) as usize;
 
 /// The key tag of the key whose locator is `locator`, in the slot's bits:
 /// 11 bits of the key's hash that neither its shard nor its trie depend
 /// on, so keys of one trie differ there as often as random bits do.
 #[inline]
 fn key_tag(locator: u32) -> usize {
-    ((locator >> TAG_FROM) as usize) << TAG_SHIFT
+    (((locator >> TAG_FROM) as u64) << TAG_SHIFT) as usize
 }
 
 /// A child word (or the root): empty, a tagged entry pointer, or a node
@@ -276,7 +279,7 @@ impl Slot {
     /// The leaf of `entry`, which must be alive (its locator is read).
     fn leaf(entry: EntryPtr) -> Slot {
         let address = entry.as_ptr() as usize;
-        if address >> TAG_SHIFT != 0 {
+        if TAG_MASK == 0 || address & TAG_MASK != 0 {
             return Slot(address | LEAF);
         }
         // SAFETY: the callers hold a reference on the entry.
@@ -298,7 +301,7 @@ impl Slot {
             return None;
         }
         let address = if self.0 & TAGGED != 0 {
-            self.0 & ((1 << TAG_SHIFT) - 1)
+            self.0 & !TAG_MASK
         } else {
             self.0
         };
@@ -311,7 +314,7 @@ impl Slot {
     /// whose locator is `locator`; true when it may be.
     #[inline]
     fn may_hold(self, locator: u32) -> bool {
-        self.0 & TAGGED == 0 || self.0 & !((1 << TAG_SHIFT) - 1) == key_tag(locator)
+        self.0 & TAGGED == 0 || self.0 & TAG_MASK == key_tag(locator)
     }
 
     /// The node of a node slot.
