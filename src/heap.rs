@@ -1497,7 +1497,7 @@ impl Heap {
     }
 
     /// Asks for the pool lines that a write of `bytes` bytes into `alloc`
-    /// (from its first byte) will store to, in a state ready for writing.
+    /// (from its first byte) will store to ([`crate::hint::prefetch_for_write`]).
     /// A put that takes a victim's extents calls it as soon as it knows
     /// them: the lines, cold, then arrive while the eviction waits for its
     /// own misses, instead of holding up the insertion's lock, which waits

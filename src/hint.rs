@@ -3,26 +3,34 @@
 //! A hint never faults, whatever the address, and changes nothing that the
 //! program can observe; on targets without one it is a no-op.
 
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::{_MM_HINT_ET0 as FOR_WRITE, _MM_HINT_T0 as FOR_READ};
+#[cfg(not(target_arch = "x86_64"))]
+const FOR_READ: i32 = 0;
+#[cfg(not(target_arch = "x86_64"))]
+const FOR_WRITE: i32 = 0;
+
 /// Asks for the cache line holding `p`, for reading.
 #[inline(always)]
 pub(crate) fn prefetch<T>(p: *const T) {
+    request::<FOR_READ, T>(p)
+}
+
+/// Asks for the cache line holding `p`, which is about to be written. With
+/// the write prefetch in the target's features (x86-64 with `prfchw`) the
+/// line comes exclusive; a baseline x86-64 build emits an ordinary
+/// prefetch, and a line that no other core holds arrives exclusive anyway.
+#[inline(always)]
+pub(crate) fn prefetch_for_write<T>(p: *const T) {
+    request::<FOR_WRITE, T>(p)
+}
+
+#[inline(always)]
+fn request<const KIND: i32, T>(p: *const T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch does not access memory architecturally.
     unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
-
-/// Asks for the cache line holding `p` in a state ready for writing (no
-/// second request for ownership when the store comes).
-#[inline(always)]
-pub(crate) fn prefetch_for_write<T>(p: *const T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: as above.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_ET0 }>(p as *const i8)
+        std::arch::x86_64::_mm_prefetch::<KIND>(p as *const i8)
     };
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;

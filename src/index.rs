@@ -1049,14 +1049,6 @@ impl Index {
         self.locate(key).0
     }
 
-    /// The shard of `key` and the number of its trie there.
-    #[inline]
-    fn shard(&self, key: &[u8]) -> (&Shard, usize) {
-        let (shard, tree) = self.locate(key);
-        // `locate` is below the number of shards by construction.
-        (&self.shards[shard], tree)
-    }
-
     /// The shard and trie number of the key whose locator is `locator`
     /// ([`Entry::locator`]), without hashing the key again.
     #[inline]
