@@ -32,12 +32,22 @@
 //! # Allocation
 //!
 //! An allocation first looks for one free run that holds the whole request,
-//! scanning a bounded number of runs from an arena's cursor (next fit).
-//! Only when no arena has one does it collect pieces, longest found first,
-//! from every arena in turn: any free extent anywhere is used before
-//! `alloc` reports exhaustion. Pieces obtained by successive calls for the
-//! same put are merged when adjacent, the common case when the caller
-//! evicts the neighbour of what it already holds.
+//! in the calling thread's *spare* (below) and then in the arenas, scanning
+//! a bounded number of runs from an arena's cursor (next fit). Only when
+//! none has one does it collect pieces, longest found first, from the spare
+//! and then from every arena in turn: any free extent of the arenas or of
+//! the thread's spare is used before `alloc` reports exhaustion. Pieces
+//! obtained by successive calls for the same put are merged when adjacent,
+//! the common case when the caller evicts the neighbour of what it already
+//! holds.
+//!
+//! A put into a full cache takes its victims' extents directly
+//! ([`Heap::adopt`]); what a victim has beyond the need goes into the
+//! thread's spare, a handful of runs that its next allocations look at
+//! first, rather than back into the arenas. Spare extents count as free
+//! for the statistics; other threads' allocations do not see them until
+//! [`Heap::return_spares`] gives them back, which a put that finds nothing
+//! left to evict does before it fails.
 //!
 //! An arena whose complete scan found no run of `L` extents remembers it
 //! until its next free, so requests of `L` or more pass over an arena of
@@ -59,8 +69,9 @@
 //! usable by every thread.
 //!
 //! A free locks only the arenas its runs lie in, one at a time. No
-//! operation holds two arena locks at once (only [`Heap::validate`] does,
-//! always in index order), so there is no lock ordering to get wrong.
+//! operation holds two locks of the heap at once, arena or spare (only
+//! [`Heap::validate`] does, arenas in index order), so there is no lock
+//! ordering to get wrong.
 
 //! # Runs and their encoding
 //!
@@ -101,6 +112,8 @@ const ARENAS_PER_CPU: usize = 4;
 const MAX_ARENAS: usize = 64;
 // Allocation tracks arenas in 64-bit masks.
 const _: () = assert!(MAX_ARENAS <= 64);
+/// Runs a thread's spare holds (see [`Spare`]).
+const SPARE_RUNS: usize = 8;
 /// No arena is smaller than this many pool bytes (large values would
 /// otherwise always straddle arenas) ...
 const MIN_ARENA_BYTES: usize = 16 << 20;
@@ -511,6 +524,48 @@ struct Hints {
     /// free; taking extents only shortens runs, so it stays true until
     /// then. Lets a request skip an arena of scraps without its lock.
     no_run_from: Box<[AtomicUsize]>,
+}
+
+/// The runs a thread's put evicted but did not need, kept for its next
+/// puts instead of being given back to their arenas.
+///
+/// A put into a full cache takes its victims' extents directly
+/// ([`Heap::adopt`]); a victim larger than the need leaves a remainder.
+/// Given back, that remainder costs its arena's lock, bitmap and hints, and
+/// the next put soon collects it again as a piece, from an arena that
+/// another thread's victims use as much. Kept here, both steps stay in the
+/// thread's own cache lines. Spare extents are allocated in the bitmap but
+/// counted as free everywhere else: in `POOL_SIZE_USED`, in
+/// `HEAP_ENTRIES` and [`Heap::validate`] (which give every spare back
+/// first), and by a put that finds nothing left to evict
+/// ([`Heap::return_spares`]).
+#[derive(Clone, Copy)]
+struct SpareRuns {
+    /// Runs as slots ([`Encoding::slot`]), each at most `max_slot_len`.
+    slots: [u64; SPARE_RUNS],
+    /// Runs held.
+    len: usize,
+    /// Extents held.
+    extents: usize,
+}
+
+impl SpareRuns {
+    fn remove(&mut self, i: usize) {
+        self.len -= 1;
+        self.slots[i] = self.slots[self.len];
+    }
+}
+
+/// A spare with its lock-free mirror. One per home arena (threads that
+/// share a home share its spare); `repr(C)` and the padding keep two
+/// spares, each written by its own thread, off each other's lines.
+#[repr(C)]
+struct Spare {
+    runs: Mutex<SpareRuns>,
+    /// Extents held, for the statistics and for a quick look without the
+    /// lock.
+    extents: AtomicUsize,
+    _pad: [u64; 8],
 }
 
 /// An arena with its hints: what the operations that change an arena
@@ -941,6 +996,8 @@ pub(crate) struct Heap {
     /// Ticket of the thread that claimed each arena, or `UNCLAIMED`. Kept
     /// apart from the arenas: read by every allocation, written rarely.
     owners: Box<[AtomicUsize]>,
+    /// One spare per home arena.
+    spares: Box<[Spare]>,
 }
 
 // SAFETY: `base` points into the pool mapping, which outlives the heap (the
@@ -1058,7 +1115,24 @@ impl Heap {
         }
         valgrind::atomic_word(&hints.free[..]);
         valgrind::atomic_word(&hints.no_run_from[..]);
+        let mut spares = Vec::new();
+        spares
+            .try_reserve_exact(count)
+            .map_err(|_| Error::OutOfMemory)?;
+        spares.resize_with(count, || Spare {
+            runs: Mutex::new(SpareRuns {
+                slots: [0; SPARE_RUNS],
+                len: 0,
+                extents: 0,
+            }),
+            extents: AtomicUsize::new(0),
+            _pad: [0; 8],
+        });
+        for spare in spares.iter() {
+            valgrind::atomic_word(&spare.extents);
+        }
         Ok(Heap {
+            spares: spares.into_boxed_slice(),
             hints,
             base,
             owners: owners.into_boxed_slice(),
@@ -1124,6 +1198,16 @@ impl Heap {
         let home = home_arena(me, n);
         let max_slot = self.encoding.max_slot_len();
         self.claim(home, me);
+        pending.reserve(want.div_ceil(max_slot))?;
+
+        // This thread's spare first: no lock anyone else wants. Relaxed:
+        // only this thread adds to it; `return_spares` may empty it under
+        // the lock, which `take_spare` rechecks.
+        let spare = &self.spares[home];
+        let spared = spare.extents.load(Ordering::Relaxed) > 0;
+        if spared && self.take_spare(spare, pending, want, true) == want {
+            return Ok(want);
+        }
 
         // One run for the whole request, if some arena has one, looking in
         // this thread's arenas first, then in unclaimed ones, then in the
@@ -1132,7 +1216,6 @@ impl Heap {
         // interleaved values. Rounds 0 to 2 pass over arenas whose lock is
         // busy (another thread working there is a reason to look
         // elsewhere); round 3 waits for those.
-        pending.reserve(want.div_ceil(max_slot))?;
         // Every arena's free count, read once (relaxed: hints, see
         // `ArenaRef::publish`, rechecked under the lock). When the heap is
         // exhausted, as it is before most puts into a full cache, this is
@@ -1144,7 +1227,11 @@ impl Heap {
             total = total.saturating_add(*seen);
         }
         if total == 0 {
-            return Ok(0);
+            return Ok(if spared {
+                self.take_spare(spare, pending, want, false)
+            } else {
+                0
+            });
         }
         let mut visited = 0u64;
         let mut busy = 0u64;
@@ -1207,8 +1294,16 @@ impl Heap {
             }
         }
 
-        // Pieces from wherever they are, home first.
-        let mut got = 0;
+        // Pieces: the spare's first, then from wherever they are, home
+        // first.
+        let mut got = if spared {
+            self.take_spare(spare, pending, want, false)
+        } else {
+            0
+        };
+        if got == want {
+            return Ok(got);
+        }
         let mut next = home;
         for _ in 0..n {
             let index = next;
@@ -1251,6 +1346,129 @@ impl Heap {
             }
         }
         Ok(got)
+    }
+
+    /// Takes up to `want` extents from `spare` into `pending`; returns how
+    /// many. With `whole_only`, one run of `want` from the shortest run
+    /// that is long enough, or nothing; otherwise pieces, longest first,
+    /// while `pending` has room (each spare run fills at most one slot).
+    fn take_spare(
+        &self,
+        spare: &Spare,
+        pending: &mut PendingAlloc,
+        want: usize,
+        whole_only: bool,
+    ) -> usize {
+        let enc = self.encoding;
+        let mut runs = spare.runs.lock();
+        let mut got = 0;
+        while got < want && pending.room() > 0 {
+            let need = want - got;
+            let mut pick: Option<(usize, usize)> = None;
+            for (i, &slot) in runs.slots[..runs.len].iter().enumerate() {
+                let (_, len) = enc.unslot(slot);
+                let better = match pick {
+                    None => !whole_only || len >= need,
+                    Some((_, best)) if whole_only => len >= need && len < best,
+                    Some((_, best)) => len > best,
+                };
+                if better {
+                    pick = Some((i, len));
+                }
+            }
+            let Some((i, len)) = pick else { break };
+            let (start, _) = enc.unslot(runs.slots[i]);
+            let take = len.min(need);
+            pending.push_run(enc, self.extent_size, start, take);
+            if take < len {
+                runs.slots[i] = enc.slot(start + take, len - take);
+            } else {
+                runs.remove(i);
+            }
+            runs.extents -= take;
+            got += take;
+        }
+        // Relaxed: a mirror, written under the lock.
+        spare.extents.store(runs.extents, Ordering::Relaxed);
+        got
+    }
+
+    /// Keeps `[start, start + len)` (global extents, at most one slot's
+    /// worth) in the calling thread's spare, joined to a run it continues
+    /// when there is one; gives it back to its arena when the spare is
+    /// full.
+    fn keep_spare(&self, start: usize, len: usize) {
+        let enc = self.encoding;
+        let max = enc.max_slot_len();
+        let spare = &self.spares[home_arena(thread_ticket(), self.spares.len())];
+        let kept = {
+            let mut runs = spare.runs.lock();
+            let mut kept = false;
+            for i in 0..runs.len {
+                let (s, l) = enc.unslot(runs.slots[i]);
+                if l + len > max {
+                    continue;
+                }
+                if s + l == start {
+                    runs.slots[i] = enc.slot(s, l + len);
+                } else if start + len == s {
+                    runs.slots[i] = enc.slot(start, l + len);
+                } else {
+                    continue;
+                }
+                kept = true;
+                break;
+            }
+            if !kept && runs.len < SPARE_RUNS {
+                let at = runs.len;
+                runs.slots[at] = enc.slot(start, len);
+                runs.len += 1;
+                kept = true;
+            }
+            if kept {
+                runs.extents += len;
+                // Relaxed: as in `take_spare`.
+                spare.extents.store(runs.extents, Ordering::Relaxed);
+            }
+            kept
+        };
+        if !kept {
+            // No spare lock is held here: a thread holds one lock at a time.
+            self.give_back(&mut None, start, len);
+        }
+    }
+
+    /// Gives every thread's spare back to the arenas; returns how many
+    /// extents that was. A put that finds nothing left to evict calls it
+    /// before it gives up, so that extents kept for other threads' next
+    /// puts never make a value fail that the pool can hold; the statistics
+    /// of free regions and [`Heap::validate`] call it to see the heap
+    /// whole.
+    pub(crate) fn return_spares(&self) -> usize {
+        let mut returned = 0;
+        for spare in self.spares.iter() {
+            // Relaxed: a spare that another thread fills just now is that
+            // thread's to use; one it filled before the caller's view of it
+            // (by any happens-before path) shows here by coherence.
+            if spare.extents.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            let taken = {
+                let mut runs = spare.runs.lock();
+                let taken = *runs;
+                runs.len = 0;
+                runs.extents = 0;
+                spare.extents.store(0, Ordering::Relaxed);
+                taken
+            };
+            let mut guard = None;
+            for &slot in &taken.slots[..taken.len] {
+                let (start, len) = self.encoding.unslot(slot);
+                self.give_back(&mut guard, start, len);
+            }
+            returned += taken.extents;
+        }
+        returned
     }
 
     /// Gives back what `pending` obtained since it had `len_before` slots,
@@ -1405,9 +1623,11 @@ impl Heap {
     }
 
     /// Moves the extents of a value that is going away into `pending`, up
-    /// to `bytes` worth, and gives the rest back: a put that evicted to make
-    /// room takes its victim's space directly, without returning it to the
-    /// bitmap and searching the arenas (and their locks) for it again.
+    /// to `bytes` worth, and keeps the rest in the calling thread's spare:
+    /// a put that evicted to make room takes its victim's space directly,
+    /// without returning it to the bitmap and searching the arenas (and
+    /// their locks) for it again, and so does its thread's next put with
+    /// what is left over.
     /// Returns the bytes added to `pending`. When `pending` cannot grow
     /// (no DRAM), the extents are all given back and the error returned.
     pub(crate) fn adopt(
@@ -1434,7 +1654,6 @@ impl Heap {
         }
         let want = bytes.div_ceil(self.extent_size).min(self.extents);
         let mut got = 0;
-        let mut guard = None;
         for &slot in slots {
             let (start, len) = self.encoding.unslot(slot);
             let take = len.min(want - got);
@@ -1443,10 +1662,9 @@ impl Heap {
                 got += take;
             }
             if take < len {
-                self.give_back(&mut guard, start + take, len - take);
+                self.keep_spare(start + take, len - take);
             }
         }
-        drop(guard);
         self.discard(alloc);
         Ok(bytes.min(got * self.extent_size))
     }
@@ -1616,14 +1834,23 @@ impl Heap {
             // at most its arena's size, so the total never exceeds the heap.
             .map(|hint| hint.load(Ordering::Relaxed))
             .sum();
-        (self.extents.saturating_sub(free) * self.extent_size) as u64
+        // Relaxed: as above; spare extents count as free.
+        let spare: usize = self
+            .spares
+            .iter()
+            .map(|spare| spare.extents.load(Ordering::Relaxed))
+            .sum();
+        (self.extents.saturating_sub(free + spare) * self.extent_size) as u64
     }
 
-    /// HEAP_ENTRIES: separate free regions.
+    /// HEAP_ENTRIES: separate free regions. The spares are given back
+    /// first, so that a run kept in one counts with the free run next to
+    /// it as the one region it is.
     pub(crate) fn free_regions(&self) -> u64 {
         if !cfg!(feature = "stats") {
             return 0;
         }
+        self.return_spares();
         let runs = crate::stats::sum_clamped(self.arenas.iter().map(|arena| arena.runs.get()));
         // A run that crosses from one arena into the next is counted by both.
         let crossing = self
@@ -1651,6 +1878,8 @@ impl Heap {
     }
 
     fn check(&self, live: Option<&[&Allocation]>) -> Result<(), String> {
+        // Spare extents are free: in the bitmap too, for the checks below.
+        self.return_spares();
         // Every arena locked, in index order, so the picture is consistent.
         let states: Vec<MutexGuard<'_, ArenaState>> =
             self.arenas.iter().map(|arena| arena.state.lock()).collect();
@@ -2188,6 +2417,8 @@ mod tests {
     /// Pool bytes allocated and free regions, counted from the bitmap
     /// (independent of the statistics feature).
     fn recount(heap: &Heap) -> (usize, usize) {
+        // Spare extents are free; the bitmap shows them so once given back.
+        heap.return_spares();
         let mut free = 0;
         let mut regions = 0;
         let mut previous = false;
@@ -2320,6 +2551,193 @@ mod tests {
         f.free(listed);
         free_all(&f, small);
         f.free(inline);
+    }
+
+    /// The runs in the calling thread's spare.
+    fn my_spare(heap: &Heap) -> Vec<(usize, usize)> {
+        let spare = &heap.spares[home_arena(thread_ticket(), heap.spares.len())];
+        let runs = spare.runs.lock();
+        runs.slots[..runs.len]
+            .iter()
+            .map(|&slot| heap.encoding.unslot(slot))
+            .collect()
+    }
+
+    /// Free extents in the arenas' bitmaps, spares not given back.
+    fn arena_free(heap: &Heap) -> usize {
+        heap.arenas
+            .iter()
+            .map(|arena| arena.state.lock().free)
+            .sum()
+    }
+
+    /// A full heap of one-extent values except for one value of `extents`
+    /// extents; returns the small values and the large one.
+    fn full_but_one(f: &Heap, extents: usize) -> (Vec<Allocation>, Allocation) {
+        let large = alloc_value(f, extents * 256).unwrap();
+        let mut small = Vec::new();
+        while let Some(a) = alloc_value(f, 256) {
+            small.push(a);
+        }
+        (small, large)
+    }
+
+    #[test]
+    fn a_victims_remainder_is_kept_for_the_next_allocation() {
+        let f = Fixture::new(MIB, 256);
+        let (small, large) = full_but_one(&f, 6);
+        let (start, len) = runs_of(&f, &large)[0];
+        assert_eq!(len, 6);
+
+        // Adopting two extents' worth keeps the other four in this
+        // thread's spare, not in the bitmap, and they count as free.
+        let mut pending = PendingAlloc::new();
+        assert_eq!(f.adopt(&mut pending, large, 2 * 256).unwrap(), 2 * 256);
+        let first = f.finish(pending).unwrap();
+        assert_eq!(runs_of(&f, &first), vec![(start, 2)]);
+        assert_eq!(my_spare(&f), vec![(start + 2, 4)]);
+        assert_eq!(arena_free(&f), 0);
+        if cfg!(feature = "stats") {
+            assert_eq!(f.used_bytes(), ((f.extents - 4) * 256) as u64);
+        }
+
+        // A request the spare can serve whole takes the shortest run that
+        // fits, without the arenas; the rest of the run stays.
+        let second = alloc_value(&f, 3 * 256).unwrap();
+        assert_eq!(runs_of(&f, &second), vec![(start + 2, 3)]);
+        assert_eq!(my_spare(&f), vec![(start + 5, 1)]);
+        assert_eq!(arena_free(&f), 0);
+
+        // A request larger than the spare takes it as a piece and finds
+        // the heap otherwise exhausted.
+        let mut pending = PendingAlloc::new();
+        assert_eq!(f.alloc(&mut pending, 2 * 256).unwrap(), 256);
+        assert_eq!(f.alloc(&mut pending, 256).unwrap(), 0);
+        assert!(my_spare(&f).is_empty());
+        let third = f.finish(pending).unwrap();
+        assert_eq!(runs_of(&f, &third), vec![(start + 5, 1)]);
+
+        let mut live: Vec<&Allocation> = small.iter().collect();
+        live.extend([&first, &second, &third]);
+        f.validate_with(&live).unwrap();
+        for a in small.into_iter().chain([first, second, third]) {
+            f.free(a);
+        }
+        assert_stats(&f, 0, 1);
+    }
+
+    #[test]
+    fn kept_runs_join_their_neighbours_and_overflow_to_the_arenas() {
+        let f = Fixture::new(MIB, 256);
+        // Values of two extents side by side, each adopted for one extent:
+        // the second halves are not adjacent, so each takes a spare run
+        // until the spare is full, and the next one goes to its arena.
+        let mut pairs = Vec::new();
+        for _ in 0..SPARE_RUNS + 1 {
+            pairs.push(alloc_value(&f, 2 * 256).unwrap());
+        }
+        let mut rest = Vec::new();
+        while let Some(a) = alloc_value(&f, 256) {
+            rest.push(a);
+        }
+        let mut adopted = Vec::new();
+        let mut kept = Vec::new();
+        for pair in pairs {
+            let (start, _) = runs_of(&f, &pair)[0];
+            kept.push((start + 1, 1));
+            let mut pending = PendingAlloc::new();
+            f.adopt(&mut pending, pair, 256).unwrap();
+            adopted.push(f.finish(pending).unwrap());
+        }
+        let mut spare = my_spare(&f);
+        spare.sort_unstable();
+        assert_eq!(spare, kept[..SPARE_RUNS].to_vec());
+        assert_eq!(arena_free(&f), 1);
+        if cfg!(feature = "stats") {
+            assert_eq!(f.used_bytes(), ((f.extents - SPARE_RUNS - 1) * 256) as u64);
+        }
+
+        // Adopting a one-extent value for nothing joins it to the spare run
+        // it continues, though the spare is full.
+        let (s0, _) = kept[0];
+        let neighbour = adopted.remove(1);
+        assert_eq!(runs_of(&f, &neighbour), vec![(s0 + 1, 1)]);
+        let mut pending = PendingAlloc::new();
+        assert_eq!(f.adopt(&mut pending, neighbour, 0).unwrap(), 0);
+        f.release(pending);
+        let mut spare = my_spare(&f);
+        spare.sort_unstable();
+        assert_eq!(spare.len(), SPARE_RUNS);
+        assert_eq!(spare[0], (s0, 2));
+        assert_eq!(arena_free(&f), 1);
+
+        // Statistics and validation see spare extents as free, joined with
+        // the free space around them: s0 to s0 + 3 is one region (the next
+        // spare run begins at s0 + 2).
+        let mut live: Vec<&Allocation> = rest.iter().collect();
+        live.extend(adopted.iter());
+        f.validate_with(&live).unwrap();
+        assert!(my_spare(&f).is_empty());
+        let free_now = SPARE_RUNS + 1 + 1;
+        assert_stats(&f, (f.extents - free_now) * 256, SPARE_RUNS);
+        for a in rest.into_iter().chain(adopted) {
+            f.free(a);
+        }
+        assert_stats(&f, 0, 1);
+    }
+
+    #[test]
+    fn another_threads_spare_is_found_only_when_given_back() {
+        let f = Arc::new(Fixture::split(MIB, 256, 4));
+        assert_eq!(f.spares.len(), 4);
+        let mine = home_arena(thread_ticket(), f.spares.len());
+        let (small, large) = full_but_one(&f, 4);
+        let (start, _) = runs_of(&f, &large)[0];
+        // A thread with another home adopts one extent of the value; the
+        // other three stay in its spare.
+        let mut large = Some(large);
+        let mut adopted = None;
+        for _ in 0..64 {
+            let (heap, victim) = (Arc::clone(&f), large.take().unwrap());
+            let (back, result) = std::thread::spawn(move || {
+                if home_arena(thread_ticket(), heap.spares.len()) == mine {
+                    return (Some(victim), None);
+                }
+                let mut pending = PendingAlloc::new();
+                heap.adopt(&mut pending, victim, 256).unwrap();
+                (None, Some(heap.finish(pending).unwrap()))
+            })
+            .join()
+            .unwrap();
+            large = back;
+            adopted = result;
+            if adopted.is_some() {
+                break;
+            }
+        }
+        let adopted = adopted.expect("no thread got another home");
+        assert!(my_spare(&f).is_empty());
+
+        // This thread sees an exhausted heap, though three extents are free,
+        // until the spares are given back.
+        let mut pending = PendingAlloc::new();
+        assert_eq!(f.alloc(&mut pending, 256).unwrap(), 0);
+        if cfg!(feature = "stats") {
+            assert_eq!(f.used_bytes(), ((f.extents - 3) * 256) as u64);
+        }
+        assert_eq!(f.return_spares(), 3);
+        assert_eq!(f.return_spares(), 0);
+        assert_eq!(f.alloc(&mut pending, 3 * 256).unwrap(), 3 * 256);
+        let got = f.finish(pending).unwrap();
+        assert_eq!(runs_of(&f, &got), vec![(start + 1, 3)]);
+
+        let mut live: Vec<&Allocation> = small.iter().collect();
+        live.extend([&adopted, &got]);
+        f.validate_with(&live).unwrap();
+        for a in small.into_iter().chain([adopted, got]) {
+            f.free(a);
+        }
+        assert_stats(&f, 0, 1);
     }
 
     #[test]

@@ -313,6 +313,43 @@ fn draining_empties_and_coalesces() {
 }
 
 #[test]
+fn space_that_other_threads_kept_is_found_when_nothing_is_left_to_evict() {
+    // A put that evicts a larger victim keeps the rest of its extents for
+    // its thread's next puts. Once everything is evicted, a value as large
+    // as the pool holds must still fit, whichever threads kept what.
+    let cache = Arc::new(anon(64 << 20, 256, Policy::Lru));
+    // 64 Mi / 1 Ki values fill the pool; some more evict.
+    let key = 70_000u64;
+    for k in 0..key {
+        cache.put(&k.to_le_bytes(), &[1u8; 1024]).unwrap();
+    }
+    if cfg!(feature = "stats") {
+        assert!(cache.stat(Stat::Evict) > 0);
+    }
+    let threads: Vec<_> = (0..8u64)
+        .map(|t| {
+            let cache = Arc::clone(&cache);
+            let key = key + t;
+            std::thread::spawn(move || cache.put(&key.to_le_bytes(), &[2u8; 256]).unwrap())
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert!(drain(&cache) > 0);
+    if cfg!(feature = "stats") {
+        // Kept extents are free for the statistics too.
+        assert_eq!(cache.stat(Stat::Entries), 0);
+        assert_eq!(cache.stat(Stat::PoolSizeUsed), 0);
+    }
+    let largest = vec![3u8; cache.max_value_size()];
+    cache.put(b"largest", &largest).unwrap();
+    assert_eq!(cache.get(b"largest").unwrap(), largest);
+    assert_eq!(drain(&cache), 1);
+    assert_empty(&cache);
+}
+
+#[test]
 fn recency_order() {
     // SPEC §12 item 6.
     let evicted = Arc::new(Mutex::new(Vec::new()));
