@@ -685,11 +685,11 @@ impl Cache {
         // else removes it); our own reference keeps it alive past removal.
         let entry = unsafe { ptr.get() };
         if let Some((pending, bytes)) = &into {
-            if pending.capacity() == 0 {
-                // The value will most likely start in the victim's first
-                // extents: their lines arrive during the eviction.
-                self.heap.prefetch_write(entry.allocation(), *bytes);
-            }
+            // The rest of the value will go to the victim's first extents:
+            // their lines arrive during the eviction.
+            let value_len = pending.capacity() + *bytes;
+            self.heap
+                .prefetch_write(entry.allocation(), *bytes, value_len);
         }
         entry.acquire();
         let callback = self.run_on_evict(entry.key());

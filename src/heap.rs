@@ -1432,7 +1432,9 @@ impl Heap {
             }
             kept
         };
-        if !kept {
+        if kept {
+            self.prefetch_spare(start, len);
+        } else {
             // No spare lock is held here: a thread holds one lock at a time.
             self.give_back(&mut None, start, len);
         }
@@ -1715,15 +1717,26 @@ impl Heap {
     }
 
     /// Asks for the pool lines that a write of `bytes` bytes into `alloc`
-    /// (from its first byte) will store to ([`crate::hint::prefetch_for_write`]).
-    /// A put that takes a victim's extents calls it as soon as it knows
-    /// them: the lines, cold, then arrive while the eviction waits for its
-    /// own misses, instead of holding up the insertion's lock, which waits
-    /// for the copy's stores. Values that [`Heap::write`] streams are left
-    /// alone.
-    pub(crate) fn prefetch_write(&self, alloc: &Allocation, bytes: usize) {
-        if bytes < STREAM_FROM {
+    /// (from its first byte) will store to ([`crate::hint::prefetch_for_write`]),
+    /// as part of a value of `value_len` bytes. A put that takes a victim's
+    /// extents calls it as soon as it knows them: the lines, cold, then
+    /// arrive while the eviction waits for its own misses, instead of
+    /// holding up the insertion's lock, which waits for the copy's stores.
+    /// Values that [`Heap::write`] streams are left alone.
+    pub(crate) fn prefetch_write(&self, alloc: &Allocation, bytes: usize, value_len: usize) {
+        if value_len < STREAM_FROM {
             self.each_line(alloc, bytes, crate::hint::prefetch_for_write);
+        }
+    }
+
+    /// Asks for the lines of the first [`STREAM_FROM`] bytes of the run
+    /// `[start, start + len)`, which a put has just kept in its spare: its
+    /// thread's next put most likely writes the beginning of its value
+    /// there (values that start further in are streamed).
+    fn prefetch_spare(&self, start: usize, len: usize) {
+        let first = self.base.wrapping_add(start * self.extent_size);
+        for line in (0..(len * self.extent_size).min(STREAM_FROM)).step_by(64) {
+            crate::hint::prefetch_for_write(first.wrapping_add(line));
         }
     }
 
@@ -2544,7 +2557,7 @@ mod tests {
             }
             // A hint only: the value reads back as written.
             let data = pattern(7, size);
-            f.prefetch_write(alloc, size);
+            f.prefetch_write(alloc, size, size);
             write_value(&f, alloc, &data);
             assert_eq!(read_value(&f, alloc, 0, size), data);
         }
