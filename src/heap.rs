@@ -112,8 +112,12 @@ const ARENAS_PER_CPU: usize = 4;
 const MAX_ARENAS: usize = 64;
 // Allocation tracks arenas in 64-bit masks.
 const _: () = assert!(MAX_ARENAS <= 64);
-/// Runs a thread's spare holds (see [`Spare`]).
+/// Runs a thread's spare holds (see [`Spare`]) ...
 const SPARE_RUNS: usize = 8;
+/// ... and pool bytes at most, so that what one thread holds back from the
+/// others stays small beside the pool (a pool has at most [`MAX_ARENAS`]
+/// spares, and one of 16 MiB or less has one).
+const SPARE_BYTES: usize = 64 << 10;
 /// No arena is smaller than this many pool bytes (large values would
 /// otherwise always straddle arenas) ...
 const MIN_ARENA_BYTES: usize = 16 << 20;
@@ -1395,8 +1399,8 @@ impl Heap {
 
     /// Keeps `[start, start + len)` (global extents, at most one slot's
     /// worth) in the calling thread's spare, joined to a run it continues
-    /// when there is one; gives it back to its arena when the spare is
-    /// full.
+    /// when there is one; gives it back to its arena when the spare has no
+    /// room for it (in runs or in [`SPARE_BYTES`]).
     fn keep_spare(&self, start: usize, len: usize) {
         let enc = self.encoding;
         let max = enc.max_slot_len();
@@ -1404,26 +1408,29 @@ impl Heap {
         let kept = {
             let mut runs = spare.runs.lock();
             let mut kept = false;
-            for i in 0..runs.len {
-                let (s, l) = enc.unslot(runs.slots[i]);
-                if l + len > max {
-                    continue;
+            let room = (SPARE_BYTES / self.extent_size).saturating_sub(runs.extents);
+            if len <= room {
+                for i in 0..runs.len {
+                    let (s, l) = enc.unslot(runs.slots[i]);
+                    if l + len > max {
+                        continue;
+                    }
+                    if s + l == start {
+                        runs.slots[i] = enc.slot(s, l + len);
+                    } else if start + len == s {
+                        runs.slots[i] = enc.slot(start, l + len);
+                    } else {
+                        continue;
+                    }
+                    kept = true;
+                    break;
                 }
-                if s + l == start {
-                    runs.slots[i] = enc.slot(s, l + len);
-                } else if start + len == s {
-                    runs.slots[i] = enc.slot(start, l + len);
-                } else {
-                    continue;
+                if !kept && runs.len < SPARE_RUNS {
+                    let at = runs.len;
+                    runs.slots[at] = enc.slot(start, len);
+                    runs.len += 1;
+                    kept = true;
                 }
-                kept = true;
-                break;
-            }
-            if !kept && runs.len < SPARE_RUNS {
-                let at = runs.len;
-                runs.slots[at] = enc.slot(start, len);
-                runs.len += 1;
-                kept = true;
             }
             if kept {
                 runs.extents += len;
@@ -2693,6 +2700,42 @@ mod tests {
         assert!(my_spare(&f).is_empty());
         let free_now = SPARE_RUNS + 1 + 1;
         assert_stats(&f, (f.extents - free_now) * 256, SPARE_RUNS);
+        for a in rest.into_iter().chain(adopted) {
+            f.free(a);
+        }
+        assert_stats(&f, 0, 1);
+    }
+
+    #[test]
+    fn a_spare_holds_back_at_most_its_bytes() {
+        let f = Fixture::new(MIB, 256);
+        let cap = SPARE_BYTES / 256;
+        let over = alloc_value(&f, (cap + 2) * 256).unwrap();
+        let exact = alloc_value(&f, (cap + 1) * 256).unwrap();
+        let (rest, last) = full_but_one(&f, 1);
+        let mut adopted = Vec::new();
+        // One extent over the cap: the remainder goes back to its arena.
+        let mut pending = PendingAlloc::new();
+        f.adopt(&mut pending, over, 256).unwrap();
+        adopted.push(f.finish(pending).unwrap());
+        assert!(my_spare(&f).is_empty());
+        assert_eq!(arena_free(&f), cap + 1);
+        // Exactly the cap: kept; then nothing more fits beside it.
+        let mut pending = PendingAlloc::new();
+        f.adopt(&mut pending, exact, 256).unwrap();
+        adopted.push(f.finish(pending).unwrap());
+        assert_eq!(my_spare(&f).len(), 1);
+        assert_eq!(arena_free(&f), cap + 1);
+        let (start, _) = runs_of(&f, &last)[0];
+        let mut pending = PendingAlloc::new();
+        f.adopt(&mut pending, last, 0).unwrap();
+        f.release(pending);
+        assert_eq!(my_spare(&f).len(), 1);
+        assert_eq!(arena_free(&f), cap + 2);
+        assert!(f.arenas[0].state.lock().is_free(start));
+
+        let live: Vec<&Allocation> = rest.iter().chain(adopted.iter()).collect();
+        f.validate_with(&live).unwrap();
         for a in rest.into_iter().chain(adopted) {
             f.free(a);
         }
