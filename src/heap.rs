@@ -1204,9 +1204,8 @@ impl Heap {
         self.claim(home, me);
         pending.reserve(want.div_ceil(max_slot))?;
 
-        // This thread's spare first: no lock anyone else wants. Relaxed:
-        // only this thread adds to it; `return_spares` may empty it under
-        // the lock, which `take_spare` rechecks.
+        // This thread's spare first: a lock that only threads sharing this
+        // home take. Relaxed: a hint; `take_spare` looks under the lock.
         let spare = &self.spares[home];
         let spared = spare.extents.load(Ordering::Relaxed) > 0;
         if spared && self.take_spare(spare, pending, want, true) == want {
