@@ -1743,7 +1743,8 @@ impl Heap {
     /// Asks for the lines of the first [`STREAM_FROM`] bytes of the run
     /// `[start, start + len)`, which a put has just kept in its spare: its
     /// thread's next put most likely writes the beginning of its value
-    /// there (values that start further in are streamed).
+    /// there. A value long enough to reach further is streamed
+    /// ([`Heap::write`]) and needs none of its lines in the cache.
     fn prefetch_spare(&self, start: usize, len: usize) {
         let first = self.base.wrapping_add(start * self.extent_size);
         for line in (0..(len * self.extent_size).min(STREAM_FROM)).step_by(64) {
@@ -2801,7 +2802,7 @@ mod tests {
     }
 
     #[test]
-    fn adopt_moves_a_victims_extents_and_gives_back_the_rest() {
+    fn adopt_moves_a_victims_extents_and_frees_the_rest() {
         let f = Fixture::new(MIB, 256);
         let total = f.used_bytes();
         // Fill with one-extent values, then free every other one, so that a
