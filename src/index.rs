@@ -1034,7 +1034,8 @@ impl Index {
 
     /// Asks the processor to fetch the root of the trie that holds keys of
     /// locator `locator` ([`Entry::locator`]): a put about to evict that
-    /// entry starts the miss early. A hint only; it reads nothing.
+    /// entry, or a lookup about to take the shard's lock, starts the miss
+    /// early. A hint only; it reads nothing.
     #[inline]
     pub(crate) fn prefetch(&self, locator: u32) {
         let (shard, tree) = self.place(locator as usize);
@@ -1062,6 +1063,10 @@ impl Index {
     /// `count`, counts a hit or a miss.
     pub(crate) fn lookup(&self, key: &[u8], count: bool) -> Option<EntryPtr> {
         let locator = hash(key) as u32;
+        // Asked for before the lock, which later loads must wait for: the
+        // root's miss then overlaps the lock's (its line is often the other
+        // threads' last).
+        self.prefetch(locator);
         let (shard, tree) = self.shard_at(locator);
         let tries = shard.trie.read();
         let found = tries[tree].find(key, locator);
@@ -1082,7 +1087,10 @@ impl Index {
 
     /// Runs `f` on the entry of `key` under the shard's read lock.
     pub(crate) fn peek<R>(&self, key: &[u8], f: impl FnOnce(&Entry) -> R) -> Option<R> {
-        self.peek_at(hash(key) as u32, key, f)
+        let locator = hash(key) as u32;
+        // As in `lookup`.
+        self.prefetch(locator);
+        self.peek_at(locator, key, f)
     }
 
     /// [`Index::peek`] for a caller that has the key's locator already
