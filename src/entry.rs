@@ -9,8 +9,9 @@
 //! This module owns the record's layout, its reference count, the evicting
 //! flag, the policy slot word and the key's locator (32 bits of the index's
 //! hash of the key, computed once at creation). It never touches the index,
-//! the policy's list or the heap: whoever drops the last reference gets the value's
-//! [`Allocation`] back from [`Entry::destroy`] and returns it to the heap.
+//! the policy's list or the heap: whoever drops the last reference gets the
+//! value's [`Allocation`] back from [`Entry::destroy`] and returns it to the
+//! heap.
 //!
 //! References: the index holds one from insertion until removal; every
 //! lookup that hands an entry out of the index (get, evict by key) takes one
@@ -67,8 +68,8 @@ pub(crate) struct Entry {
     /// The low 32 bits of the key's index hash ([`index::hash`]), which
     /// place it in the index (shard and trie); fixed at creation. The index
     /// finds the entry's trie by it without hashing the key again, and the
-    /// replacement policy names the next victim's place with it. It fills what was padding: the header stays within the
-    /// record sizes it had.
+    /// replacement policy names the next victim's place with it. It fills
+    /// what was padding: the header stays within the record sizes it had.
     ///
     /// [`index::hash`]: crate::index::hash
     locator: u32,

@@ -1474,11 +1474,7 @@ impl Heap {
                 spare.extents.store(0, Ordering::Relaxed);
                 taken
             };
-            let mut guard = None;
-            for &slot in &taken.slots[..taken.len] {
-                let (start, len) = self.encoding.unslot(slot);
-                self.give_back(&mut guard, start, len);
-            }
+            self.give_back_slots(&taken.slots[..taken.len]);
             returned += taken.extents;
         }
         returned
@@ -1628,8 +1624,14 @@ impl Heap {
 
     /// Gives back extents obtained for a put that failed.
     pub(crate) fn release(&self, pending: PendingAlloc) {
+        self.give_back_slots(pending.slots());
+    }
+
+    /// Gives back the runs `slots` hold, taking each arena's lock once for
+    /// consecutive runs in it.
+    fn give_back_slots(&self, slots: &[u64]) {
         let mut guard = None;
-        for &slot in pending.slots() {
+        for &slot in slots {
             let (start, len) = self.encoding.unslot(slot);
             self.give_back(&mut guard, start, len);
         }
@@ -1652,13 +1654,8 @@ impl Heap {
         if alloc.is_empty() {
             return Ok(0);
         }
-        let inline;
-        let slots: &[u64] = if alloc.is_inline() {
-            inline = [self.encoding.inline_slot(alloc.0)];
-            &inline
-        } else {
-            alloc.list_slots()
-        };
+        let mut scratch = [0];
+        let slots = self.slots_of(&alloc, &mut scratch);
         // Every victim slot is at most `max_slot_len` long, so each adds at
         // most one slot to `pending` (see `push_run`).
         if let Err(err) = pending.reserve(slots.len()) {
@@ -1684,20 +1681,8 @@ impl Heap {
 
     /// Gives back a value's extents.
     pub(crate) fn free(&self, alloc: Allocation) {
-        if alloc.is_empty() {
-            return;
-        }
-        let mut guard = None;
-        if alloc.is_inline() {
-            let (start, len) = self.encoding.unslot(self.encoding.inline_slot(alloc.0));
-            self.give_back(&mut guard, start, len);
-            return;
-        }
-        for &slot in alloc.list_slots() {
-            let (start, len) = self.encoding.unslot(slot);
-            self.give_back(&mut guard, start, len);
-        }
-        drop(guard);
+        let mut scratch = [0];
+        self.give_back_slots(self.slots_of(&alloc, &mut scratch));
         self.discard(alloc);
     }
 
@@ -1746,10 +1731,8 @@ impl Heap {
     /// there. A value long enough to reach further is streamed
     /// ([`Heap::write`]) and needs none of its lines in the cache.
     fn prefetch_spare(&self, start: usize, len: usize) {
-        let first = self.base.wrapping_add(start * self.extent_size);
-        for line in (0..(len * self.extent_size).min(STREAM_FROM)).step_by(64) {
-            crate::hint::prefetch_for_write(first.wrapping_add(line));
-        }
+        let bytes = (len * self.extent_size).min(STREAM_FROM);
+        self.run_lines(start, bytes, crate::hint::prefetch_for_write);
     }
 
     /// Calls `f` with an address in each 64-byte line that the first
@@ -1765,11 +1748,17 @@ impl Heap {
             }
             let (start, len) = self.encoding.unslot(slot);
             let n = (len * self.extent_size).min(left);
-            let first = self.base.wrapping_add(start * self.extent_size);
-            for line in (0..n).step_by(64) {
-                f(first.wrapping_add(line));
-            }
+            self.run_lines(start, n, &mut f);
             left -= n;
+        }
+    }
+
+    /// Calls `f` with an address in each 64-byte line of the first `bytes`
+    /// bytes from extent `start` on.
+    fn run_lines(&self, start: usize, bytes: usize, mut f: impl FnMut(*const u8)) {
+        let first = self.base.wrapping_add(start * self.extent_size);
+        for line in (0..bytes).step_by(64) {
+            f(first.wrapping_add(line));
         }
     }
 
