@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::heap::{Allocation, Heap, PendingAlloc};
 use crate::index::{self, Index};
 use crate::pool::Pool;
-use crate::repl::Repl;
+use crate::repl::{Repl, MAX_VICTIMS};
 use crate::stats::Stat;
 
 /// Callback run when an entry is evicted: receives the cache and the key.
@@ -676,11 +676,67 @@ impl Cache {
     }
 
     /// Evicts the replacement policy's victim. With `into` (a put that
-    /// needs `bytes` more), when the eviction drops the victim's last
-    /// reference its extents go straight into the pending allocation (the
-    /// rest back to the heap); otherwise they are freed.
+    /// needs `bytes` more) and no `on_evict` callback, the victims it needs,
+    /// as far as their sizes tell, are taken from the policy at once
+    /// ([`Repl::evict_victims`]);
+    /// when an eviction drops a victim's last reference its extents go
+    /// straight into the pending allocation (what is not needed to the
+    /// spare); otherwise they are freed.
     fn evict_victim(&self, into: Option<(&mut PendingAlloc, usize)>) -> Result<()> {
-        let ptr = self.repl.evict_victim()?;
+        let Some((pending, bytes)) = into else {
+            let ptr = self.repl.evict_victim()?;
+            let (done, callback) = self.finish_eviction(ptr, None);
+            if let Err(payload) = callback {
+                panic::resume_unwind(payload);
+            }
+            return done;
+        };
+        // With an `on_evict` callback, one victim at a time: the callback
+        // may put (and evict) itself, and must not find victims of this put
+        // claimed and still holding their extents.
+        let need = if self.on_evict.is_some() { 0 } else { bytes };
+        let mut victims = [None; MAX_VICTIMS];
+        let n = self
+            .repl
+            .evict_victims(need, self.heap.extent_size(), &mut victims)?;
+        let victims = &victims[..n];
+        for ptr in victims.iter().skip(1).flatten() {
+            // SAFETY: claimed victims stay alive until their eviction ends.
+            self.index.prefetch(unsafe { ptr.get() }.locator());
+        }
+        // The value's full length: `bytes` is what the pending allocation
+        // still lacks.
+        let value_len = pending.capacity() + bytes;
+        // Every victim taken is evicted to the end, whatever an earlier one
+        // ran into; the first error or panic is reported afterwards.
+        let mut result = Ok(());
+        let mut panicked = Ok(());
+        for ptr in victims.iter().flatten() {
+            let wanted = value_len.saturating_sub(pending.capacity());
+            let (done, callback) = self.finish_eviction(*ptr, Some((&mut *pending, wanted)));
+            if result.is_ok() {
+                result = done;
+            }
+            if panicked.is_ok() {
+                panicked = callback;
+            }
+        }
+        if let Err(payload) = panicked {
+            panic::resume_unwind(payload);
+        }
+        result
+    }
+
+    /// Ends the eviction of a victim taken from the policy: runs
+    /// `on_evict`, removes it from the index and drops the references; the
+    /// extents go to `into` as [`Cache::evict_victim`] says. Returns how
+    /// that went and, apart, the callback's panic, which the caller
+    /// resumes once its evictions are complete.
+    fn finish_eviction(
+        &self,
+        ptr: EntryPtr,
+        into: Option<(&mut PendingAlloc, usize)>,
+    ) -> (Result<()>, std::thread::Result<()>) {
         // SAFETY: the victim is still indexed (we hold its claim, so nobody
         // else removes it); our own reference keeps it alive past removal.
         let entry = unsafe { ptr.get() };
@@ -710,10 +766,7 @@ impl Cache {
                 Ok(())
             }
         };
-        if let Err(payload) = callback {
-            panic::resume_unwind(payload);
-        }
-        adopted
+        (adopted, callback)
     }
 
     /// Runs `on_evict`, catching a panic so the eviction can be completed

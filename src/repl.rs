@@ -79,6 +79,16 @@
 //! before it is unlinked. A by-key eviction that owns the claim therefore
 //! makes the LRU skip the entry and leave it linked, and when that eviction
 //! then fails (busy), the entry stays evictable (SPEC §14 #12).
+//!
+//! A put that needs room for `n` bytes takes, under one hold of the mutex,
+//! the victim and then the idle entries behind it at the head of the list,
+//! as many as their values' extents need to cover `n`
+//! ([`Repl::evict_victims`], at most [`MAX_VICTIMS`]). On one thread, one
+//! eviction after another would take the same entries in the same order.
+//! Two threads that evict at once then pass the mutex, the list's head and
+//! its records between their cores once per put instead of once per
+//! victim. (With an `on_evict` callback, which may put and evict itself,
+//! the cache takes one victim at a time.)
 
 use std::cell::Cell;
 use std::ptr;
@@ -543,6 +553,19 @@ unsafe fn apply_mark(list: &mut List, p: EntryPtr) {
     }
 }
 
+/// Most victims one call of [`Repl::evict_victims`] takes.
+pub(crate) const MAX_VICTIMS: usize = 8;
+
+/// Pool bytes the value of `e` occupies, in whole extents of `extent`.
+///
+/// # Safety
+/// `e` is alive.
+unsafe fn footprint(e: *const Entry, extent: usize) -> usize {
+    // SAFETY: as the caller promises; the size is fixed before publication.
+    let size = unsafe { &*e }.vsize();
+    size.div_ceil(extent.max(1)) * extent.max(1)
+}
+
 /// Claims a linked entry as a victim: IDLE → REMOVED, then the evicting
 /// flag. On success the entry is still linked; the caller unlinks it.
 ///
@@ -720,7 +743,45 @@ impl Lru {
 
     fn evict_victim(&self) -> Result<EntryPtr> {
         let mut list = self.list.lock();
-        if !self.any_linked(&mut list) {
+        self.evict_locked(&mut list)
+    }
+
+    /// [`Repl::evict_victims`].
+    fn evict_victims(
+        &self,
+        need: usize,
+        extent: usize,
+        out: &mut [Option<EntryPtr>; MAX_VICTIMS],
+    ) -> Result<usize> {
+        let mut list = self.list.lock();
+        let first = self.evict_locked(&mut list)?;
+        out[0] = Some(first);
+        // SAFETY: a victim stays alive while its evictor holds its claim.
+        let mut got = unsafe { footprint(first.as_ptr(), extent) };
+        let mut n = 1;
+        while got < need && n < MAX_VICTIMS {
+            let head = list.head;
+            // SAFETY: linked entries are alive and have links; we hold the
+            // mutex.
+            unsafe {
+                if head.is_null() || !claim_idle(head) {
+                    break;
+                }
+                list.unlink(head);
+                got += footprint(head, extent);
+                out[n] = Some(EntryPtr::from_raw(head));
+            }
+            n += 1;
+        }
+        if n > 1 {
+            self.note_next_victim(&list);
+        }
+        Ok(n)
+    }
+
+    /// Picks, claims and unlinks one victim under the mutex.
+    fn evict_locked(&self, list: &mut List) -> Result<EntryPtr> {
+        if !self.any_linked(list) {
             return Err(Error::NoVictim);
         }
         // SAFETY (this block and the loop): linked entries are alive and
@@ -729,11 +790,11 @@ impl Lru {
             let head = list.head;
             if claim_idle(head) {
                 list.unlink(head);
-                self.note_next_victim(&list);
+                self.note_next_victim(list);
                 return Ok(EntryPtr::from_raw(head));
             }
         }
-        self.drain(&mut list);
+        self.drain(list);
         // The new head, then toward the tail.
         let mut cur = list.head;
         while !cur.is_null() {
@@ -741,7 +802,7 @@ impl Lru {
             unsafe {
                 if claim_idle(cur) {
                     list.unlink(cur);
-                    self.note_next_victim(&list);
+                    self.note_next_victim(list);
                     return Ok(EntryPtr::from_raw(cur));
                 }
                 cur = next_of(cur);
@@ -755,7 +816,7 @@ impl Lru {
                     break;
                 };
                 // SAFETY: popped from our ring; we hold the mutex.
-                if unsafe { self.steal(&mut list, p) } {
+                if unsafe { self.steal(list, p) } {
                     return Ok(p);
                 }
             }
@@ -1070,6 +1131,25 @@ impl Repl {
         }
     }
 
+    /// [`Repl::evict_victim`], then, under the same hold of the LRU mutex,
+    /// the idle entries at the head of the list after it, while the values
+    /// taken fill fewer than `need` bytes in extents of `extent` bytes and
+    /// fewer than [`MAX_VICTIMS`] are taken: the victims a put needing
+    /// `need` bytes would evict one by one, in the same order. Returns how
+    /// many were put in `out`, in eviction order, each as `evict_victim`
+    /// returns it.
+    pub(crate) fn evict_victims(
+        &self,
+        need: usize,
+        extent: usize,
+        out: &mut [Option<EntryPtr>; MAX_VICTIMS],
+    ) -> Result<usize> {
+        match &self.lru {
+            Some(lru) => lru.evict_victims(need, extent, out),
+            None => Err(Error::NoVictim),
+        }
+    }
+
     /// Unlinks an entry that its caller already claimed.
     ///
     /// `Err(LruEmpty)` when nothing at all is linked (buffered insertions
@@ -1333,6 +1413,58 @@ mod tests {
         assert_eq!(victim(&repl), Ok(1));
         assert_eq!(repl.next_victim(), None, "the list is empty");
         assert_eq!(Repl::new(Policy::None).unwrap().next_victim(), None);
+    }
+
+    #[test]
+    fn a_batch_takes_what_a_put_of_that_size_needs_in_lru_order() {
+        let es = Entries::new(20);
+        // Value sizes; with extents of 128 bytes, 300 bytes occupy 384.
+        let sizes = [100, 300, 50, 0, 256, 1, 1];
+        for i in 0..20 {
+            let size = sizes.get(i).copied().unwrap_or(1);
+            // SAFETY: not published yet.
+            unsafe { Entry::set_value(es.ptr(i), size, crate::heap::Allocation::EMPTY) };
+        }
+        let repl = lru();
+        for i in 0..20 {
+            repl.insert(es.get(i));
+        }
+        let mut out = [None; MAX_VICTIMS];
+        let mut batch = |need: usize| {
+            let n = repl.evict_victims(need, 128, &mut out)?;
+            assert!(out[n..].iter().all(Option::is_none) || n == MAX_VICTIMS);
+            let taken: Vec<usize> = out[..n].iter().map(|p| id(p.unwrap())).collect();
+            out = [None; MAX_VICTIMS];
+            Ok::<_, Error>(taken)
+        };
+        // Always one victim, even when nothing is needed.
+        assert_eq!(batch(0), Ok(vec![0]));
+        // 384 + 128 bytes cover 512; 1 alone does not.
+        assert_eq!(batch(512), Ok(vec![1, 2]));
+        // An empty value counts nothing: 0 + 256 + 128 ≥ 257.
+        assert_eq!(batch(257), Ok(vec![3, 4, 5]));
+        // An entry in use at the head ends the batch; the next eviction
+        // moves it behind the others, as one-by-one evictions would.
+        repl.touch(es.get(7));
+        assert_eq!(batch(10_000), Ok(vec![6]));
+        assert_eq!(batch(10_000), Ok((8..16).collect()), "at most MAX_VICTIMS");
+        assert_eq!(order(&repl), vec![16, 17, 18, 19, 7]);
+        assert_eq!(repl.next_victim(), Some(es.get(16).locator()));
+        for i in [0, 1, 2, 6, 8, 15] {
+            assert!(es.get(i).is_claimed());
+            assert_eq!(es.slot(i), SLOT_REMOVED);
+        }
+        assert!(!es.get(16).is_claimed());
+        assert_eq!(repl.validate(), Ok(()));
+        assert_eq!(batch(10_000), Ok(vec![16, 17, 18, 19, 7]));
+        assert_eq!(repl.next_victim(), None, "the list is empty");
+        assert_eq!(batch(1), Err(Error::NoVictim));
+        assert_eq!(
+            Repl::new(Policy::None)
+                .unwrap()
+                .evict_victims(1, 128, &mut out),
+            Err(Error::NoVictim)
+        );
     }
 
     #[test]

@@ -371,6 +371,49 @@ fn recency_order() {
 }
 
 #[test]
+fn a_put_evicts_the_oldest_entries_it_needs_and_no_more() {
+    // A put that needs several victims takes them from the head of the
+    // list in one go (without an `on_evict` callback): the same ones, in
+    // the same order, as one eviction after another would.
+    let cache = small();
+    let extents = cache.max_value_size() / 256;
+    for i in 0..extents as u32 {
+        cache.put(&i.to_le_bytes(), &[i as u8; 256]).unwrap();
+    }
+    let present = |i: u32| cache.exists(&i.to_le_bytes()).is_some();
+    assert!((0..extents as u32).all(present), "the pool holds them all");
+    let big = 1_000_000u32;
+    cache.put(&big.to_le_bytes(), &[7; 4 * 256]).unwrap();
+    assert_eq!(
+        (0..6).map(present).collect::<Vec<_>>(),
+        [false, false, false, false, true, true]
+    );
+    // Nine extents: more victims than one batch takes, and an entry in use
+    // at the head (5), which moves behind the others.
+    cache.get(&5u32.to_le_bytes()).unwrap();
+    cache
+        .put(&(big + 1).to_le_bytes(), &[8; 8 * 256 + 1])
+        .unwrap();
+    let gone: Vec<u32> = (0..extents as u32).filter(|&i| !present(i)).collect();
+    assert_eq!(gone, [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13]);
+    if cfg!(feature = "stats") {
+        assert_eq!(cache.stat(Stat::Evict), 13);
+        assert_eq!(
+            cache.stat(Stat::PoolSizeUsed),
+            cache.max_value_size() as u64
+        );
+    }
+    assert_eq!(
+        cache.get(&(big + 1).to_le_bytes()).unwrap(),
+        vec![8; 8 * 256 + 1]
+    );
+    assert_eq!(cache.get(&big.to_le_bytes()).unwrap(), vec![7; 4 * 256]);
+    cache.validate().unwrap();
+    drain(&cache);
+    assert_empty(&cache);
+}
+
+#[test]
 fn approximate_lru_orders_by_first_use() {
     let evicted = Arc::new(Mutex::new(Vec::new()));
     let log = evicted.clone();
