@@ -678,10 +678,9 @@ impl Cache {
     /// Evicts the replacement policy's victim. With `into` (a put that
     /// needs `bytes` more) and no `on_evict` callback, the victims it needs,
     /// as far as their sizes tell, are taken from the policy at once
-    /// ([`Repl::evict_victims`]);
-    /// when an eviction drops a victim's last reference its extents go
-    /// straight into the pending allocation (what is not needed to the
-    /// spare); otherwise they are freed.
+    /// ([`Repl::evict_victims`]); when an eviction drops a victim's last
+    /// reference its extents go straight into the pending allocation (what
+    /// is not needed to the spare); otherwise they are freed.
     fn evict_victim(&self, into: Option<(&mut PendingAlloc, usize)>) -> Result<()> {
         let Some((pending, bytes)) = into else {
             let ptr = self.repl.evict_victim()?;
