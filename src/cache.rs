@@ -476,6 +476,19 @@ impl Cache {
             pending: None,
             alloc: None,
         };
+        // The first allocation is made before the existence check, which it
+        // does not need, since it evicts nothing: when it covers the value
+        // (from the thread's spare or from free space), the value is copied
+        // while the key's root and node are on their way. A put of a key
+        // that exists gives the extents back.
+        if stores && len != 0 {
+            let pending = guard.pending.insert(PendingAlloc::new());
+            self.heap.alloc(pending, len)?;
+            if pending.capacity() >= len {
+                let pending = guard.pending.take().ok_or(Error::Internal("pending"))?;
+                guard.alloc = Some(self.fill(pending, value)?);
+            }
+        }
         if self.index.peek_at(locator, key, |_| ()).is_some() {
             return Err(Error::KeyExists);
         }
@@ -485,32 +498,31 @@ impl Cache {
             // SAFETY: the entry is not published yet.
             unsafe { Entry::set_value(entry, len, Allocation::EMPTY) };
         } else {
-            guard.pending = Some(PendingAlloc::new());
-            loop {
-                let pending = guard.pending.as_mut().ok_or(Error::Internal("pending"))?;
-                let remaining = len - len.min(pending.capacity());
-                if remaining == 0 {
-                    break;
-                }
-                if self.heap.alloc(pending, remaining)? == 0 {
-                    match self.evict_victim(Some((pending, remaining))) {
-                        Ok(()) => {}
-                        // Nothing left to evict: the extents that puts of
-                        // other threads kept for their next puts are the
-                        // last free space there is.
-                        Err(Error::NoVictim) if self.heap.return_spares() > 0 => {}
-                        Err(Error::NoVictim) => return Err(Error::NoSpace),
-                        Err(e) => return Err(e),
+            let alloc = match guard.alloc.take() {
+                Some(alloc) => alloc,
+                None => {
+                    loop {
+                        let pending = guard.pending.as_mut().ok_or(Error::Internal("pending"))?;
+                        let remaining = len - len.min(pending.capacity());
+                        if remaining == 0 {
+                            break;
+                        }
+                        if self.heap.alloc(pending, remaining)? == 0 {
+                            match self.evict_victim(Some((pending, remaining))) {
+                                Ok(()) => {}
+                                // Nothing left to evict: the extents that puts
+                                // of other threads kept for their next puts
+                                // are the last free space there is.
+                                Err(Error::NoVictim) if self.heap.return_spares() > 0 => {}
+                                Err(Error::NoVictim) => return Err(Error::NoSpace),
+                                Err(e) => return Err(e),
+                            }
+                        }
                     }
+                    let pending = guard.pending.take().ok_or(Error::Internal("pending"))?;
+                    self.fill(pending, value)?
                 }
-            }
-            let pending = guard.pending.take().ok_or(Error::Internal("pending"))?;
-            let alloc = self.heap.finish(pending)?;
-            if !Self::flag(&self.no_memcpy) {
-                // SAFETY: the allocation is ours, holds ≥ len bytes, and no
-                // other thread can see it before the index insertion.
-                unsafe { self.heap.write(&alloc, value) };
-            }
+            };
             // SAFETY: the entry is not published yet.
             unsafe { Entry::set_value(entry, len, alloc) };
         }
@@ -524,6 +536,18 @@ impl Cache {
             self.repl.insert(unsafe { entry.get() });
         }
         Ok(())
+    }
+
+    /// Turns a put's pending allocation, which holds at least `value.len()`
+    /// bytes, into its allocation, and copies the value in.
+    fn fill(&self, pending: PendingAlloc, value: &[u8]) -> Result<Allocation> {
+        let alloc = self.heap.finish(pending)?;
+        if !Self::flag(&self.no_memcpy) {
+            // SAFETY: the allocation is ours, holds ≥ value.len() bytes, and
+            // no other thread can see it before the index insertion.
+            unsafe { self.heap.write(&alloc, value) };
+        }
+        Ok(alloc)
     }
 
     /// Copies the value of `key`, from byte `offset` on, into `buf`.

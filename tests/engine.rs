@@ -178,6 +178,19 @@ fn duplicate_key_fails_without_eviction() {
     for i in 0..5u8 {
         assert!(cache.exists(&[i]).is_some(), "entry {i} survived");
     }
+    // With room for the new value, which is then copied before the key is
+    // found: the stored value and the statistics stay as they were.
+    cache.evict(&[4]).unwrap();
+    let stats =
+        |c: &Cache| [Stat::PoolSizeUsed, Stat::HeapEntries, Stat::Entries].map(|s| c.stat(s));
+    let before = stats(&cache);
+    let err = cache.put(&[1], &vec![2u8; 1000]).unwrap_err();
+    assert_eq!(err, Error::KeyExists);
+    assert_eq!(stats(&cache), before);
+    assert_eq!(cache.get(&[1]).unwrap(), v);
+    cache.put(&[9], &vec![3u8; 1000]).unwrap();
+    assert_eq!(cache.get(&[9]).unwrap(), vec![3u8; 1000]);
+    cache.validate().unwrap();
 }
 
 #[test]
