@@ -476,11 +476,11 @@ impl Cache {
             pending: None,
             alloc: None,
         };
-        // The first allocation is made before the existence check, which it
-        // does not need, since it evicts nothing: when it covers the value
-        // (from the thread's spare or from free space), the value is copied
-        // while the key's root and node are on their way. A put of a key
-        // that exists gives the extents back.
+        // The first allocation evicts nothing, so it may come before the
+        // existence check: when it covers the value (from the thread's
+        // spare or from free space), the value is copied while the key's
+        // root and node are on their way. A put of a key that exists gives
+        // the extents back.
         if stores && len != 0 {
             let pending = guard.pending.insert(PendingAlloc::new());
             self.heap.alloc(pending, len)?;
@@ -541,6 +541,7 @@ impl Cache {
     /// Turns a put's pending allocation, which holds at least `value.len()`
     /// bytes, into its allocation, and copies the value in.
     fn fill(&self, pending: PendingAlloc, value: &[u8]) -> Result<Allocation> {
+        debug_assert!(pending.capacity() >= value.len());
         let alloc = self.heap.finish(pending)?;
         if !Self::flag(&self.no_memcpy) {
             // SAFETY: the allocation is ours, holds ≥ value.len() bytes, and
