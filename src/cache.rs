@@ -501,24 +501,8 @@ impl Cache {
             let alloc = match guard.alloc.take() {
                 Some(alloc) => alloc,
                 None => {
-                    loop {
-                        let pending = guard.pending.as_mut().ok_or(Error::Internal("pending"))?;
-                        let remaining = len - len.min(pending.capacity());
-                        if remaining == 0 {
-                            break;
-                        }
-                        if self.heap.alloc(pending, remaining)? == 0 {
-                            match self.evict_victim(Some((pending, remaining))) {
-                                Ok(()) => {}
-                                // Nothing left to evict: the extents that puts
-                                // of other threads kept for their next puts
-                                // are the last free space there is.
-                                Err(Error::NoVictim) if self.heap.return_spares() > 0 => {}
-                                Err(Error::NoVictim) => return Err(Error::NoSpace),
-                                Err(e) => return Err(e),
-                            }
-                        }
-                    }
+                    let pending = guard.pending.as_mut().ok_or(Error::Internal("pending"))?;
+                    self.make_room(pending, len)?;
                     let pending = guard.pending.take().ok_or(Error::Internal("pending"))?;
                     self.fill(pending, value)?
                 }
@@ -536,6 +520,27 @@ impl Cache {
             self.repl.insert(unsafe { entry.get() });
         }
         Ok(())
+    }
+
+    /// Allocates, evicting as needed, until `pending` holds `len` bytes.
+    fn make_room(&self, pending: &mut PendingAlloc, len: usize) -> Result<()> {
+        loop {
+            let remaining = len - len.min(pending.capacity());
+            if remaining == 0 {
+                return Ok(());
+            }
+            if self.heap.alloc(pending, remaining)? == 0 {
+                match self.evict_victim(Some((&mut *pending, remaining))) {
+                    Ok(()) => {}
+                    // Nothing left to evict: the extents that puts of other
+                    // threads kept for their next puts are the last free
+                    // space there is.
+                    Err(Error::NoVictim) if self.heap.return_spares() > 0 => {}
+                    Err(Error::NoVictim) => return Err(Error::NoSpace),
+                    Err(e) => return Err(e),
+                }
+            }
+        }
     }
 
     /// Turns a put's pending allocation, which holds at least `value.len()`

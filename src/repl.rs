@@ -743,7 +743,9 @@ impl Lru {
 
     fn evict_victim(&self) -> Result<EntryPtr> {
         let mut list = self.list.lock();
-        self.evict_locked(&mut list)
+        let victim = self.evict_locked(&mut list)?;
+        self.note_next_victim(&list);
+        Ok(victim)
     }
 
     /// [`Repl::evict_victims`].
@@ -773,13 +775,13 @@ impl Lru {
             }
             n += 1;
         }
-        if n > 1 {
-            self.note_next_victim(&list);
-        }
+        self.note_next_victim(&list);
         Ok(n)
     }
 
-    /// Picks, claims and unlinks one victim under the mutex.
+    /// Picks, claims and unlinks one victim under the mutex. The caller
+    /// names the next victim ([`Lru::note_next_victim`]) once it has taken
+    /// all it takes.
     fn evict_locked(&self, list: &mut List) -> Result<EntryPtr> {
         if !self.any_linked(list) {
             return Err(Error::NoVictim);
@@ -790,7 +792,6 @@ impl Lru {
             let head = list.head;
             if claim_idle(head) {
                 list.unlink(head);
-                self.note_next_victim(list);
                 return Ok(EntryPtr::from_raw(head));
             }
         }
@@ -802,7 +803,6 @@ impl Lru {
             unsafe {
                 if claim_idle(cur) {
                     list.unlink(cur);
-                    self.note_next_victim(list);
                     return Ok(EntryPtr::from_raw(cur));
                 }
                 cur = next_of(cur);
