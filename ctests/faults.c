@@ -16,6 +16,9 @@
  *  - a full filesystem at creation (a tiny tmpfs, mounted here when root;
  *    skipped, saying why, otherwise), and a pool larger than memory on
  *    tmpfs: posix_fallocate fails with ENOSPC;
+ *  - a pool on tmpfs in a process whose private memory is limited
+ *    (RLIMIT_DATA), where the pool cannot be anonymous memory: add falls
+ *    back to the file and the cache works;
  *  - an unwritable directory (as root, in a child that drops to uid
  *    65534): EACCES from open;
  *  - a path under a regular file, the regular file itself, /dev/null;
@@ -44,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/types.h>
@@ -380,23 +384,29 @@ test_full_filesystem(void)
 	rmdir(mnt);
 }
 
+/* The first writable tmpfs among the usual places, or NULL. */
+static const char *
+find_tmpfs(struct statfs *st)
+{
+	static const char *candidates[] = {"/dev/shm", "/run", "/tmp"};
+	size_t i;
+
+	for (i = 0; i < sizeof(candidates) / sizeof(candidates[0]); i++)
+		if (statfs(candidates[i], st) == 0 &&
+				st->f_type == TMPFS_MAGIC &&
+				access(candidates[i], W_OK) == 0)
+			return candidates[i];
+	return NULL;
+}
+
 /* A pool larger than memory, on tmpfs: posix_fallocate refuses it. */
 static void
 test_pool_larger_than_memory(void)
 {
-	static const char *candidates[] = {"/dev/shm", "/run", "/tmp"};
-	const char *tmpfs = NULL;
 	struct statfs st;
-	size_t i;
+	const char *tmpfs = find_tmpfs(&st);
 	VMEMcache *c;
 
-	for (i = 0; i < sizeof(candidates) / sizeof(candidates[0]); i++)
-		if (statfs(candidates[i], &st) == 0 &&
-				st.f_type == TMPFS_MAGIC &&
-				access(candidates[i], W_OK) == 0) {
-			tmpfs = candidates[i];
-			break;
-		}
 	if (tmpfs == NULL) {
 		SKIP("no writable tmpfs among /dev/shm, /run, /tmp");
 		return;
@@ -428,6 +438,86 @@ test_pool_larger_than_memory(void)
 	CHECK_OK(vmemcache_set_size(c, MiB));
 	CHECK_OK(vmemcache_add(c, tmpfs));
 	vmemcache_delete(c);
+}
+
+/* The process's data size in bytes (VmData), or 0 if unknown. */
+static unsigned long long
+data_size(void)
+{
+	char line[256];
+	unsigned long long kib = 0;
+	FILE *f = fopen("/proc/self/status", "r");
+	if (f == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "VmData: %llu kB", &kib) == 1)
+			break;
+	fclose(f);
+	return kib << 10;
+}
+
+/*
+ * A pool on tmpfs when the process may not have that much private memory
+ * (RLIMIT_DATA counts private mappings, not shared ones): add still works,
+ * with the pool in the tmpfs file, and holds what is put.
+ */
+static void
+test_tmpfs_pool_without_private_memory(void)
+{
+	const size_t pool = 64 * MiB;
+	struct statfs st;
+	const char *tmpfs = find_tmpfs(&st);
+	unsigned long long data = data_size();
+	pid_t pid;
+	int status;
+
+	if (tmpfs == NULL || data == 0) {
+		SKIP("no writable tmpfs among /dev/shm, /run, /tmp, or no VmData");
+		return;
+	}
+	fflush(NULL);
+	pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0) {
+		struct rlimit lim = {data + 16 * MiB, data + 16 * MiB};
+		struct statfs before, after;
+		char value[1000], got[1000];
+		size_t vsize = 0;
+		unsigned i;
+		VMEMcache *c;
+
+		failures = 0;
+		if (setrlimit(RLIMIT_DATA, &lim) != 0)
+			_exit(77);
+		c = vmemcache_new();
+		if (c == NULL)
+			_exit(1);
+		CHECK_OK(vmemcache_set_size(c, pool));
+		REQUIRE(statfs(tmpfs, &before) == 0);
+		CHECK_OK(vmemcache_add(c, tmpfs));
+		/* The file holds the pool's space. */
+		REQUIRE(statfs(tmpfs, &after) == 0);
+		CHECK((before.f_bfree - after.f_bfree) * before.f_bsize >= pool);
+		for (i = 0; i < 1000; i++) {
+			memset(value, (int)i, sizeof(value));
+			CHECK_OK(vmemcache_put(c, &i, sizeof(i), value,
+				sizeof(value)));
+		}
+		for (i = 0; i < 1000; i++) {
+			memset(value, (int)i, sizeof(value));
+			CHECK_RET(vmemcache_get(c, &i, sizeof(i), got,
+				sizeof(got), 0, &vsize), (long long)sizeof(got));
+			CHECK(memcmp(got, value, sizeof(got)) == 0);
+		}
+		vmemcache_delete(c);
+		_exit(failures ? 1 : 0);
+	}
+	REQUIRE(waitpid(pid, &status, 0) == pid);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 77)
+		SKIP("setrlimit(RLIMIT_DATA): %s", strerror(errno));
+	else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		failed(__FILE__, __LINE__, "the limited child failed "
+			"(status %#x)", status);
 }
 
 /* An unwritable directory: EACCES from open (as root, as uid 65534). */
@@ -1030,6 +1120,8 @@ static const struct test {
 } tests[] = {
 	{"full_filesystem", test_full_filesystem},
 	{"pool_larger_than_memory", test_pool_larger_than_memory},
+	{"tmpfs_pool_without_private_memory",
+		test_tmpfs_pool_without_private_memory},
 	{"unwritable_directory", test_unwritable_directory},
 	{"bad_paths", test_bad_paths},
 	{"value_sizes", test_value_sizes},

@@ -9,7 +9,18 @@
 //!   lacks `O_TMPFILE`, with `mkstemp` and an immediate `unlink`. Its space
 //!   is reserved with `posix_fallocate` before mapping, so a full
 //!   filesystem fails cleanly here instead of raising `SIGBUS` on a later
-//!   write. The file never outlives the process;
+//!   write. The file never outlives the process. On **tmpfs**, when the
+//!   kernel gives transparent huge pages on request, the file only checks
+//!   that the pool fits (its reservation, with the original's errors, is
+//!   then given back) and the pool is private anonymous memory instead:
+//!   tmpfs holds its files in the same memory, but in 4 KiB pages unless
+//!   mounted with `huge=`, and with one TLB entry per 4 KiB page nearly
+//!   every value a get or put touches in a large pool costs a page walk.
+//!   That memory is advised for huge pages, left out of core dumps (as a
+//!   shared file mapping is) and populated at once (as the file's
+//!   reservation allocated its pages), so running out of memory is still
+//!   an error of `add`; where any of that fails the file is mapped after
+//!   all;
 //! * a **device DAX** character device: the whole device is mapped (only
 //!   the first [`Pool::len`] bytes are used) and exactly that mapping is
 //!   unmapped again (SPEC §14 #14: the original unmapped only the used
@@ -60,6 +71,8 @@ pub(crate) enum PoolKind {
     DeviceDax,
     /// Anonymous memory.
     Anonymous,
+    /// Anonymous memory in place of a temporary file on tmpfs.
+    TmpfsMemory,
 }
 
 /// A mapped pool: `len()` bytes at `as_ptr()`, readable and writable,
@@ -145,6 +158,9 @@ impl Pool {
             .len(len)
             .map_anon()
             .map_err(|e| mmap_error(len, io_errno(&e)))?;
+        // Best effort: without huge pages the pool works all the same.
+        // SAFETY: advice on a mapping this function owns.
+        let _ = unsafe { libc::madvise(map.as_ptr() as *mut _, len, libc::MADV_HUGEPAGE) };
         Ok(Pool {
             map: MmapRaw::from(map),
             len,
@@ -317,6 +333,13 @@ fn open_in_directory(dir: &CStr, size: usize, method: TempFileMethod) -> Result<
     let file = create_temp_file(dir, method)?;
     set_no_cow(&file);
     reserve(&file, len)?;
+    if is_tmpfs(&file) && huge_pages_on_request() && release(&file) {
+        match tmpfs_memory(len) {
+            Some(pool) => return Ok(pool),
+            // The file after all, reserved again.
+            None => reserve(&file, len)?,
+        }
+    }
     let map = MmapOptions::new()
         .len(len)
         .map_raw(file.as_raw_fd())
@@ -450,6 +473,72 @@ fn set_no_cow(file: &OwnedFd) {
     flags |= FS_NOCOW_FL;
     // SAFETY: FS_IOC_SETFLAGS reads one int from the pointer.
     let _ = unsafe { libc::ioctl(file.as_raw_fd(), libc::FS_IOC_SETFLAGS, &flags) };
+}
+
+/// Whether the file lies on a tmpfs.
+fn is_tmpfs(file: &OwnedFd) -> bool {
+    // SAFETY: statfs is plain data; fstatfs fills it in (read only when
+    // the call succeeded).
+    unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        libc::fstatfs(file.as_raw_fd(), &mut st) == 0 && tmpfs_magic(&st)
+    }
+}
+
+/// Whether `st` describes a tmpfs.
+// The two sides' types differ between targets (c_long, c_uint, ...).
+#[allow(clippy::unnecessary_cast)]
+fn tmpfs_magic(st: &libc::statfs) -> bool {
+    st.f_type as i64 == libc::TMPFS_MAGIC as i64
+}
+
+/// Whether anonymous memory advised with `MADV_HUGEPAGE` gets transparent
+/// huge pages: the kernel's setting is `always` or `madvise`.
+fn huge_pages_on_request() -> bool {
+    std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+        .is_ok_and(|setting| thp_setting_allows_advice(&setting))
+}
+
+/// Whether `setting` (the text of the kernel's THP `enabled` file, the
+/// chosen mode in brackets) gives huge pages to advised memory.
+fn thp_setting_allows_advice(setting: &str) -> bool {
+    setting.contains("[always]") || setting.contains("[madvise]")
+}
+
+/// Gives back the space that [`reserve`] took (the file shrinks to
+/// nothing); false if the system refused.
+fn release(file: &OwnedFd) -> bool {
+    // SAFETY: plain system call on a descriptor we own.
+    unsafe { libc::ftruncate(file.as_raw_fd(), 0) == 0 }
+}
+
+/// The pool of a tmpfs directory as private anonymous memory: advised for
+/// huge pages, left out of core dumps, populated. `None` when the memory
+/// cannot be mapped or populated.
+fn tmpfs_memory(len: usize) -> Option<Pool> {
+    let map = MmapOptions::new().len(len).map_anon().ok()?;
+    let addr = map.as_ptr() as *mut libc::c_void;
+    // SAFETY: advice on a mapping this function owns; the first two are
+    // best effort (a kernel without them maps the pool all the same).
+    unsafe {
+        libc::madvise(addr, len, libc::MADV_HUGEPAGE);
+        libc::madvise(addr, len, libc::MADV_DONTDUMP);
+    }
+    // Every page allocated now, as the file's reservation did: a later
+    // shortage of memory cannot then strike in the middle of a put.
+    // EINVAL: a kernel older than the request (5.14); the pages then come
+    // on first touch.
+    // SAFETY: as above; the pages are zero-filled, nothing is overwritten.
+    if unsafe { libc::madvise(addr, len, libc::MADV_POPULATE_WRITE) } != 0
+        && last_errno() != libc::EINVAL
+    {
+        return None;
+    }
+    Some(Pool {
+        map: MmapRaw::from(map),
+        len,
+        kind: PoolKind::TmpfsMemory,
+    })
 }
 
 /// Reserves `len` bytes of the file (`len` fits `off_t`, checked earlier).
@@ -1050,13 +1139,99 @@ mod tests {
             let (free, total) = mount.blocks();
             assert_eq!(free, total, "{method:?}: the reserved space came back");
         }
-        // A pool that fits still works there.
+        // A pool that fits still works there, as memory when huge pages
+        // come on request, the tmpfs's space given back.
         let pool = Pool::open_with(dir.path(), 8 * page_size(), TempFileMethod::Tmpfile)
             .expect("small pool on the tiny tmpfs");
         check_read_write(&pool);
+        let (free, total) = mount.blocks();
+        if huge_pages_on_request() {
+            assert_eq!(pool.kind(), PoolKind::TmpfsMemory);
+            assert_eq!(free, total, "the pool's space is given back");
+        } else {
+            assert_eq!(pool.kind(), PoolKind::TempFile);
+            assert!(free < total, "the file holds its space");
+        }
         drop(pool);
         assert!(dir.entries().is_empty());
         drop(mount);
+    }
+
+    /// The VmFlags of the mapping that starts at `addr` (/proc/self/smaps).
+    fn vm_flags(addr: *mut u8) -> Vec<String> {
+        let start = format!("{:x}-", addr as usize);
+        let smaps = std::fs::read_to_string("/proc/self/smaps").expect("read /proc/self/smaps");
+        smaps
+            .lines()
+            .skip_while(|l| !l.starts_with(&start))
+            .find_map(|l| l.strip_prefix("VmFlags:"))
+            .map(|flags| flags.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+
+    /// A fresh directory on a writable tmpfs, if the system has one.
+    fn tmpfs_dir(tag: &str) -> Option<TempDir> {
+        for base in ["/dev/shm", "/run", "/tmp"] {
+            let path = Path::new(base).join(format!("vmemcache-pool-{}-{tag}", std::process::id()));
+            if std::fs::create_dir(&path).is_err() {
+                continue;
+            }
+            let dir = TempDir(path);
+            let c_path = CString::new(dir.path().as_os_str().as_bytes()).expect("no NUL");
+            // SAFETY: statfs is plain data, filled in by the call.
+            let tmpfs = unsafe {
+                let mut st: libc::statfs = std::mem::zeroed();
+                libc::statfs(c_path.as_ptr(), &mut st) == 0 && tmpfs_magic(&st)
+            };
+            if tmpfs {
+                return Some(dir);
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn a_tmpfs_pool_is_memory_with_huge_pages_when_the_kernel_gives_them() {
+        let Some(dir) = tmpfs_dir("memory") else {
+            eprintln!("skipped: no writable tmpfs among /dev/shm, /run, /tmp");
+            return;
+        };
+        let len = 8 << 20;
+        let pool = Pool::open(dir.path(), len).expect("pool on tmpfs");
+        assert_eq!(pool.len(), len);
+        assert!(dir.entries().is_empty(), "the file has no name");
+        check_read_write(&pool);
+        let line = maps_line(pool.as_ptr());
+        let flags = vm_flags(pool.as_ptr());
+        if huge_pages_on_request() {
+            assert_eq!(pool.kind(), PoolKind::TmpfsMemory);
+            assert!(line.contains(" rw-p "), "private read-write: {line}");
+            assert!(!line.contains("(deleted)"), "no file: {line}");
+            for flag in ["hg", "dd"] {
+                assert!(flags.iter().any(|f| f == flag), "{flag} in {flags:?}");
+            }
+        } else {
+            assert_eq!(pool.kind(), PoolKind::TempFile);
+            assert!(line.ends_with("(deleted)"), "unnamed file: {line}");
+        }
+        // The bytes are private to each pool, zero before the first write.
+        let other = Pool::open(dir.path(), len).expect("second pool");
+        // SAFETY: inside the pools, which only this test touches.
+        unsafe {
+            assert_eq!(other.as_ptr().add(len - 1).read(), 0);
+            other.as_ptr().write(7);
+            assert_eq!(pool.as_ptr().read(), 0x5a);
+        }
+        drop((pool, other));
+        assert!(dir.entries().is_empty());
+    }
+
+    #[test]
+    fn the_kernels_huge_page_setting_is_read_from_its_brackets() {
+        assert!(thp_setting_allows_advice("always [madvise] never\n"));
+        assert!(thp_setting_allows_advice("[always] madvise never\n"));
+        assert!(!thp_setting_allows_advice("always madvise [never]\n"));
+        assert!(!thp_setting_allows_advice(""));
     }
 
     #[test]
@@ -1264,6 +1439,9 @@ mod tests {
             assert_eq!(pool.kind(), PoolKind::Anonymous);
             assert_eq!(pool.as_ptr() as usize % page, 0);
             check_read_write(&pool);
+            if huge_pages_on_request() {
+                assert!(vm_flags(pool.as_ptr()).iter().any(|f| f == "hg"));
+            }
         }
         let err = Pool::anonymous(usize::MAX).unwrap_err();
         assert_eq!(err.errno(), libc::ENOMEM);
