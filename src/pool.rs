@@ -10,17 +10,17 @@
 //!   is reserved with `posix_fallocate` before mapping, so a full
 //!   filesystem fails cleanly here instead of raising `SIGBUS` on a later
 //!   write. The file never outlives the process. On **tmpfs**, when the
-//!   kernel gives transparent huge pages on request, the file only checks
-//!   that the pool fits (its reservation, with the original's errors, is
-//!   then given back) and the pool is private anonymous memory instead:
-//!   tmpfs holds its files in the same memory, but in 4 KiB pages unless
-//!   mounted with `huge=`, and with one TLB entry per 4 KiB page nearly
-//!   every value a get or put touches in a large pool costs a page walk.
-//!   That memory is advised for huge pages, left out of core dumps (as a
-//!   shared file mapping is) and populated at once (as the file's
-//!   reservation allocated its pages), so running out of memory is still
-//!   an error of `add`; where any of that fails the file is mapped after
-//!   all;
+//!   kernel gives transparent huge pages on request and the tmpfs has room
+//!   for the pool, the pool is private anonymous memory instead and the
+//!   file, never reserved, goes away: tmpfs holds its files in the same
+//!   memory, but in 4 KiB pages unless mounted with `huge=`, and with one
+//!   TLB entry per 4 KiB page nearly every value a get or put touches in a
+//!   large pool costs a page walk. That memory is advised for huge pages,
+//!   left out of core dumps (as a shared file mapping is) and populated at
+//!   once (as a reservation allocates a tmpfs file's pages), so running
+//!   out of memory is still an error of `add`. Where the tmpfs lacks the
+//!   room, or the memory cannot be had, the file is reserved and mapped as
+//!   anywhere else, and fails, if it does, with the original's errors;
 //! * a **device DAX** character device: the whole device is mapped (only
 //!   the first [`Pool::len`] bytes are used) and exactly that mapping is
 //!   unmapped again (SPEC §14 #14: the original unmapped only the used
@@ -331,15 +331,13 @@ fn directory_pool_size(size: usize) -> Result<usize> {
 fn open_in_directory(dir: &CStr, size: usize, method: TempFileMethod) -> Result<Pool> {
     let len = directory_pool_size(size)?;
     let file = create_temp_file(dir, method)?;
-    set_no_cow(&file);
-    reserve(&file, len)?;
-    if is_tmpfs(&file) && huge_pages_on_request() && release(&file) {
-        match tmpfs_memory(len) {
-            Some(pool) => return Ok(pool),
-            // The file after all, reserved again.
-            None => reserve(&file, len)?,
+    if fits_in_tmpfs(&file, len) && huge_pages_on_request() {
+        if let Some(pool) = tmpfs_memory(len) {
+            return Ok(pool);
         }
     }
+    set_no_cow(&file);
+    reserve(&file, len)?;
     let map = MmapOptions::new()
         .len(len)
         .map_raw(file.as_raw_fd())
@@ -475,14 +473,21 @@ fn set_no_cow(file: &OwnedFd) {
     let _ = unsafe { libc::ioctl(file.as_raw_fd(), libc::FS_IOC_SETFLAGS, &flags) };
 }
 
-/// Whether the file lies on a tmpfs.
-fn is_tmpfs(file: &OwnedFd) -> bool {
+/// Whether the file lies on a tmpfs with room for `len` more bytes: its
+/// free space, which is what the tmpfs's `posix_fallocate` checks against
+/// (a tmpfs without a size limit reports none and always has room).
+fn fits_in_tmpfs(file: &OwnedFd, len: usize) -> bool {
     // SAFETY: statfs is plain data; fstatfs fills it in (read only when
     // the call succeeded).
-    unsafe {
+    let st = unsafe {
         let mut st: libc::statfs = std::mem::zeroed();
-        libc::fstatfs(file.as_raw_fd(), &mut st) == 0 && tmpfs_magic(&st)
-    }
+        if libc::fstatfs(file.as_raw_fd(), &mut st) != 0 {
+            return false;
+        }
+        st
+    };
+    let free = u128::from(st.f_bavail) * st.f_bsize as u128;
+    tmpfs_magic(&st) && (st.f_blocks == 0 || free >= len as u128)
 }
 
 /// Whether `st` describes a tmpfs.
@@ -503,13 +508,6 @@ fn huge_pages_on_request() -> bool {
 /// chosen mode in brackets) gives huge pages to advised memory.
 fn thp_setting_allows_advice(setting: &str) -> bool {
     setting.contains("[always]") || setting.contains("[madvise]")
-}
-
-/// Gives back the space that [`reserve`] took (the file shrinks to
-/// nothing); false if the system refused.
-fn release(file: &OwnedFd) -> bool {
-    // SAFETY: plain system call on a descriptor we own.
-    unsafe { libc::ftruncate(file.as_raw_fd(), 0) == 0 }
 }
 
 /// The pool of a tmpfs directory as private anonymous memory: advised for
