@@ -1137,15 +1137,15 @@ mod tests {
             let (free, total) = mount.blocks();
             assert_eq!(free, total, "{method:?}: the reserved space came back");
         }
-        // A pool that fits still works there, as memory when huge pages
-        // come on request, the tmpfs's space given back.
+        // A pool that fits still works there: memory when huge pages come
+        // on request, which takes none of the tmpfs's space.
         let pool = Pool::open_with(dir.path(), 8 * page_size(), TempFileMethod::Tmpfile)
             .expect("small pool on the tiny tmpfs");
         check_read_write(&pool);
         let (free, total) = mount.blocks();
         if huge_pages_on_request() {
             assert_eq!(pool.kind(), PoolKind::TmpfsMemory);
-            assert_eq!(free, total, "the pool's space is given back");
+            assert_eq!(free, total, "the pool takes no space there");
         } else {
             assert_eq!(pool.kind(), PoolKind::TempFile);
             assert!(free < total, "the file holds its space");
