@@ -440,6 +440,23 @@ test_pool_larger_than_memory(void)
 	vmemcache_delete(c);
 }
 
+/*
+ * Waits for the test's child `pid`: exit 0 passes, exit 77 skips (saying
+ * `skip_why`), anything else fails.
+ */
+static void
+check_child(pid_t pid, const char *who, const char *skip_why)
+{
+	int status;
+
+	REQUIRE(waitpid(pid, &status, 0) == pid);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 77)
+		SKIP("%s", skip_why);
+	else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		failed(__FILE__, __LINE__, "%s failed (status %#x)", who,
+			status);
+}
+
 /* The process's data size in bytes (VmData), or 0 if unknown. */
 static unsigned long long
 data_size(void)
@@ -469,7 +486,6 @@ test_tmpfs_pool_without_private_memory(void)
 	const char *tmpfs = find_tmpfs(&st);
 	unsigned long long data = data_size();
 	pid_t pid;
-	int status;
 
 	if (tmpfs == NULL || data == 0) {
 		SKIP("no writable tmpfs among /dev/shm, /run, /tmp, or no VmData");
@@ -519,12 +535,8 @@ test_tmpfs_pool_without_private_memory(void)
 		vmemcache_delete(c);
 		_exit(failures ? 1 : 0);
 	}
-	REQUIRE(waitpid(pid, &status, 0) == pid);
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 77)
-		SKIP("the child could not lower its RLIMIT_DATA");
-	else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		failed(__FILE__, __LINE__, "the limited child failed "
-			"(status %#x)", status);
+	check_child(pid, "the limited child",
+		"the child could not lower its RLIMIT_DATA");
 }
 
 /* An unwritable directory: EACCES from open (as root, as uid 65534). */
@@ -533,7 +545,6 @@ test_unwritable_directory(void)
 {
 	char ro[4200];
 	pid_t pid;
-	int status;
 
 	REQUIRE(scratch_dir() != NULL);
 	snprintf(ro, sizeof(ro), "%s/read-only", scratch);
@@ -565,12 +576,8 @@ test_unwritable_directory(void)
 		vmemcache_delete(c);
 		_exit(failures ? 1 : 0);
 	}
-	REQUIRE(waitpid(pid, &status, 0) == pid);
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 77)
-		SKIP("could not drop privileges");
-	else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		failed(__FILE__, __LINE__, "the unprivileged child failed "
-			"(status %#x)", status);
+	check_child(pid, "the unprivileged child",
+		"could not drop privileges");
 	rmdir(ro);
 }
 
