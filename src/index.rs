@@ -13,15 +13,18 @@
 //! every level is a cache miss. So [`Index::for_capacity`] gives each shard
 //! a power of two of tries, up to 8192, about one for every two extents of
 //! the pool, and the hash bits above the shard's pick a key's trie. Full of
-//! values of one or more extents, most tries then hold no key or one, and
-//! a single key is a leaf right in the root: a lookup loads the root and
-//! then the entry record, two misses, where one trie per shard costs four
-//! or five. The tries are still canonical critnibs, locked by their
-//! shard's lock. The roots cost 8 bytes per two extents, 16 MiB at most
-//! (reached from a pool of 1 GiB of 256-byte extents). They are not counted
-//! in `DRAM_SIZE_USED` (nor were the original's shard headers); with
-//! sharding disabled there is a single trie, whose node accounting is
-//! exactly the original's.
+//! values of one or more extents, most tries then hold no key, one or two.
+//! Such tries have *paired roots*: a root of two slots, where a single key
+//! is a leaf in the first and a second key a leaf in the second, so that a
+//! lookup loads the root and then the entry record, two misses, where one
+//! trie per shard costs four or five, and a trie of two keys needs no node
+//! (whose miss would come between). Only from a third key on does a trie
+//! have nodes, all under the first slot. The tries are otherwise canonical
+//! critnibs, locked by their shard's lock. The roots cost 16 bytes per two
+//! extents, 32 MiB at most (reached from a pool of 1 GiB of 256-byte
+//! extents). They are not counted in `DRAM_SIZE_USED` (nor were the
+//! original's shard headers); with sharding disabled there is a single
+//! trie, without pairs, whose node accounting is exactly the original's.
 //!
 //! # The trie
 //!
@@ -36,7 +39,10 @@
 //! keys of the shard first differ, and its position is that first differing
 //! nibble; a node never has fewer than two children (removing a key that
 //! would leave one collapses the node); an empty trie has no root and a
-//! single key is a leaf at the root. Leaves are tagged pointers to the entry
+//! single key is a leaf at the root. (With paired roots, two keys are the
+//! root's two leaves, a node at the root has more than two keys under it,
+//! and a removal that leaves two takes them back into the pair.) Leaves
+//! are tagged pointers to the entry
 //! records themselves, so a key costs no leaf allocation; the pointer's top
 //! bits carry 11 bits of the key's hash, so that a lookup of an absent key
 //! rarely has to read a record to see that it is not there.
@@ -588,31 +594,68 @@ fn entry_dram(entry: &Entry) -> u64 {
 // ---------------------------------------------------------------------------
 // One trie
 
-/// The critnib of one shard. It owns its nodes; see [`Slot`] for what the
+/// The critnib of one trie. It owns its nodes; see [`Slot`] for what the
 /// leaves refer to.
+///
+/// `root` is the critnib's root. `second` is empty except in an index with
+/// *paired roots* ([`Index::pairs`]): there a trie of two keys keeps both
+/// as leaves, in `root` and `second`, instead of under a node of its own,
+/// so a lookup of either reads the root's line and then the record, with
+/// no node's miss between them. A third key puts all three under nodes at
+/// `root` as usual, and a removal that leaves two leaves under the top
+/// node alone takes them back into the pair. The 16 bytes of a trie never
+/// straddle two cache lines.
+#[repr(C, align(16))]
 struct Trie {
     root: Slot,
+    second: Slot,
 }
 
 impl Trie {
     const fn new() -> Trie {
-        Trie { root: Slot::EMPTY }
+        Trie {
+            root: Slot::EMPTY,
+            second: Slot::EMPTY,
+        }
     }
 
     /// The entry whose key is `key`; `locator` is the key's
-    /// ([`Entry::locator`]).
-    fn find(&self, key: &[u8], locator: u32) -> Option<EntryPtr> {
+    /// ([`Entry::locator`]); `pairs` tells whether the trie's index has
+    /// paired roots.
+    fn find(&self, key: &[u8], locator: u32, pairs: bool) -> Option<EntryPtr> {
         let mut slot = self.root;
+        if slot.node().is_none() {
+            // At most two keys, as leaves in the root's two slots.
+            let second = self.second;
+            if second.is_empty() {
+                // A put of another key compares it with this leaf's only
+                // where the pair cannot take it beside the leaf.
+                return Self::at_leaf(slot, key, locator, !pairs);
+            }
+            // A put of another key puts all three under a node, which
+            // compares the keys of both.
+            return Self::at_leaf(slot, key, locator, true)
+                .or_else(|| Self::at_leaf(second, key, locator, true));
+        }
         while let Some(node) = slot.node() {
             slot = node.child(nibble_at(key, node.pos()))?;
         }
+        Self::at_leaf(slot, key, locator, true)
+    }
+
+    /// The entry of the leaf `slot` if its key is `key` (whose locator is
+    /// `locator`). When the leaf's tag rules the key out and `prefetch`
+    /// says that a put of the key would compare it with the leaf's, the
+    /// record's miss starts now.
+    #[inline]
+    fn at_leaf(slot: Slot, key: &[u8], locator: u32, prefetch: bool) -> Option<EntryPtr> {
         let entry = slot.entry()?;
         if !slot.may_hold(locator) {
-            // Not this key; but a put of it will insert next to this leaf
-            // and compare their keys: the record's miss starts now.
-            let header = entry.as_ptr() as *const u8;
-            crate::hint::prefetch(header);
-            crate::hint::prefetch(header.wrapping_add(size_of::<Entry>()));
+            if prefetch {
+                let header = entry.as_ptr() as *const u8;
+                crate::hint::prefetch(header);
+                crate::hint::prefetch(header.wrapping_add(size_of::<Entry>()));
+            }
             return None;
         }
         // SAFETY: the index's reference keeps the entry alive while the
@@ -620,19 +663,71 @@ impl Trie {
         (unsafe { entry.get() }.key() == key).then_some(entry)
     }
 
-    /// Inserts `entry`; returns the DRAM the new or grown node added.
-    fn insert(&mut self, entry: EntryPtr) -> Result<usize> {
-        // SAFETY: the caller holds a reference on `entry`.
-        let key = unsafe { entry.get() }.key();
+    /// Inserts `entry`; returns the DRAM the new or grown nodes added.
+    /// `pairs` tells whether the trie's index has paired roots.
+    fn insert(&mut self, entry: EntryPtr, pairs: bool) -> Result<usize> {
+        if !pairs || self.root.node().is_some() {
+            return Self::insert_at(&mut self.root, entry);
+        }
         let leaf = Slot::leaf(entry);
         if self.root.is_empty() {
             self.root = leaf;
             return Ok(0);
         }
+        // One or two leaves: the key must be neither of theirs, which a
+        // leaf's tag mostly tells without its record.
+        // SAFETY: the caller holds a reference on `entry`.
+        let e = unsafe { entry.get() };
+        for slot in [self.root, self.second] {
+            if let Some(other) = slot.entry() {
+                // SAFETY: indexed entries are alive while the trie is
+                // borrowed.
+                if slot.may_hold(e.locator()) && unsafe { other.get() }.key() == e.key() {
+                    return Err(Error::KeyExists);
+                }
+            }
+        }
+        if self.second.is_empty() {
+            self.second = leaf;
+            return Ok(0);
+        }
+        // A third key: the three go under nodes at the root, built aside
+        // so that a failed allocation leaves the pair as it was.
+        let mut top = self.root;
+        let second = self
+            .second
+            .entry()
+            .ok_or(Error::Internal("a node in a root's second slot"))?;
+        let mut added = Self::insert_at(&mut top, second)?;
+        match Self::insert_at(&mut top, entry) {
+            Ok(more) => added += more,
+            Err(err) => {
+                // `top` is still the node of the first two.
+                if let Some(node) = top.node() {
+                    node.free();
+                }
+                return Err(err);
+            }
+        }
+        self.root = top;
+        self.second = Slot::EMPTY;
+        Ok(added)
+    }
+
+    /// Inserts `entry` into the critnib whose root is `top`; returns the
+    /// DRAM the new or grown node added.
+    fn insert_at(top: &mut Slot, entry: EntryPtr) -> Result<usize> {
+        // SAFETY: the caller holds a reference on `entry`.
+        let key = unsafe { entry.get() }.key();
+        let leaf = Slot::leaf(entry);
+        if top.is_empty() {
+            *top = leaf;
+            return Ok(0);
+        }
 
         // Some key of the subtree `key` belongs to: follow its nibbles as
         // far as they go, then any child.
-        let mut slot = self.root;
+        let mut slot = *top;
         while let Some(node) = slot.node() {
             slot = match node.child(nibble_at(key, node.pos())) {
                 Some(child) => child,
@@ -648,7 +743,7 @@ impl Trie {
 
         // Down again to where the new key branches off. Above `diff` the
         // key agrees with `other`, so it follows `other`'s path.
-        let mut at: *mut Slot = &mut self.root;
+        let mut at: *mut Slot = top;
         loop {
             // SAFETY: `at` points to the root or into a child array of this
             // trie, which we borrow exclusively.
@@ -685,13 +780,47 @@ impl Trie {
     }
 
     /// Removes this very entry; returns the DRAM released by nodes, or
-    /// `None` if the entry is not in the trie.
-    fn remove(&mut self, entry: EntryPtr) -> Option<usize> {
+    /// `None` if the entry is not in the trie. `pairs` tells whether the
+    /// trie's index has paired roots.
+    fn remove(&mut self, entry: EntryPtr, pairs: bool) -> Option<usize> {
+        if self.root.node().is_none() {
+            // Leaves only: the second moves up if the first goes.
+            let leaf = Slot::leaf(entry);
+            if self.root == leaf {
+                self.root = std::mem::replace(&mut self.second, Slot::EMPTY);
+            } else if self.second == leaf {
+                self.second = Slot::EMPTY;
+            } else {
+                return None;
+            }
+            return Some(0);
+        }
+        let mut released = Self::remove_at(&mut self.root, entry)?;
+        if pairs {
+            // Two leaves left under the top node alone go back into the pair.
+            if let Some(node) = self.root.node() {
+                if node.count() == 2 {
+                    let (first, second) = (node.slot(0), node.slot(1));
+                    if first.entry().is_some() && second.entry().is_some() {
+                        released += node.free();
+                        self.root = first;
+                        self.second = second;
+                    }
+                }
+            }
+        }
+        Some(released)
+    }
+
+    /// Removes this very entry from the critnib whose root is `top`;
+    /// returns the DRAM released by nodes, or `None` if the entry is not
+    /// there.
+    fn remove_at(top: &mut Slot, entry: EntryPtr) -> Option<usize> {
         // SAFETY: the caller holds a reference on `entry`.
         let key = unsafe { entry.get() }.key();
         let leaf = Slot::leaf(entry);
         let mut parent: Option<(*mut Slot, NodePtr, u8, usize)> = None;
-        let mut at: *mut Slot = &mut self.root;
+        let mut at: *mut Slot = top;
         loop {
             // SAFETY: `at` points to the root or into a child array of this
             // trie, which we borrow exclusively.
@@ -708,7 +837,7 @@ impl Trie {
             at = node.slot_mut(i);
         }
         let Some((parent_at, node, nibble, i)) = parent else {
-            self.root = Slot::EMPTY;
+            *top = Slot::EMPTY;
             return Some(0);
         };
         let (replacement, released) = if node.count() == 2 {
@@ -737,6 +866,9 @@ impl Trie {
     /// the walk ends after as many steps as there are nodes and entries.
     fn dismantle(&mut self, mut f: impl FnMut(EntryPtr)) -> usize {
         let mut released = 0;
+        if let Some(entry) = std::mem::replace(&mut self.second, Slot::EMPTY).entry() {
+            f(entry);
+        }
         let mut top = std::mem::replace(&mut self.root, Slot::EMPTY);
         loop {
             if let Some(entry) = top.entry() {
@@ -797,6 +929,24 @@ impl Trie {
         let mut entries = 0u64;
         let mut dram = 0u64;
         let mut stack = Vec::new();
+        if !self.second.is_empty() {
+            if !index.pairs {
+                return Err("a second leaf at a root without pairs".into());
+            }
+            if self.second.node().is_some() {
+                return Err("a node in the root's second slot".into());
+            }
+            if self.root.entry().is_none() {
+                return Err("a second leaf without a first".into());
+            }
+            stack.push(self.second);
+        }
+        if let Some(node) = self.root.node() {
+            let leaves = node.children().filter(|(_, c)| c.entry().is_some());
+            if index.pairs && node.count() == 2 && leaves.count() == 2 {
+                return Err("two keys under a node instead of in the pair".into());
+            }
+        }
         if !self.root.is_empty() {
             stack.push(self.root);
         }
@@ -817,7 +967,7 @@ impl Trie {
                 if !slot.may_hold(e.locator()) {
                     return Err(format!("key {:?} has a wrong tag", abbrev(key)));
                 }
-                if self.find(key, e.locator()) != Some(entry) {
+                if self.find(key, e.locator(), index.pairs) != Some(entry) {
                     return Err(format!("key {:?} is off its path", abbrev(key)));
                 }
                 if e.refs() == 0 {
@@ -875,7 +1025,7 @@ impl Trie {
     #[cfg(any(test, feature = "internals"))]
     fn census(&self) -> Census {
         let mut census = Census::default();
-        let mut stack = vec![self.root];
+        let mut stack = vec![self.root, self.second];
         while let Some(slot) = stack.pop() {
             if let Some(node) = slot.node() {
                 census.nodes += 1;
@@ -955,6 +1105,11 @@ pub(crate) struct Index {
     mask: usize,
     /// Trie number mask within a shard: tries per shard minus one.
     tree_mask: usize,
+    /// Whether a trie of two keys keeps both in its root's pair of slots
+    /// (see [`Trie`]): with several tries per shard, where most tries hold
+    /// a key or two. A single trie per shard keeps the original's canonical
+    /// critnib, and with it the original's node count in `DRAM_SIZE_USED`.
+    pairs: bool,
 }
 
 #[allow(dead_code)]
@@ -974,6 +1129,14 @@ impl Index {
     /// An empty index with `tries` tries per shard, rounded up to a power
     /// of two between 1 and [`MAX_TRIES`] (one when sharding is off).
     pub(crate) fn with_tries(sharded: bool, tries: usize) -> Result<Index> {
+        let mut index = Index::with_layout(sharded, tries, false)?;
+        index.pairs = index.tries_per_shard() > 1;
+        Ok(index)
+    }
+
+    /// [`Index::with_tries`] with paired roots as `pairs` says, whatever
+    /// the number of tries.
+    fn with_layout(sharded: bool, tries: usize, pairs: bool) -> Result<Index> {
         let count = if sharded { SHARDS } else { 1 };
         let tries = if sharded {
             tries.clamp(1, MAX_TRIES).next_power_of_two()
@@ -1007,6 +1170,7 @@ impl Index {
             shards: shards.into_boxed_slice(),
             mask: count - 1,
             tree_mask: tries - 1,
+            pairs,
         })
     }
 
@@ -1069,7 +1233,7 @@ impl Index {
         self.prefetch(locator);
         let (shard, tree) = self.shard_at(locator);
         let tries = shard.trie.read();
-        let found = tries[tree].find(key, locator);
+        let found = tries[tree].find(key, locator, self.pairs);
         if let Some(entry) = found {
             // SAFETY: the index's reference keeps the entry alive while the
             // read lock is held.
@@ -1103,7 +1267,7 @@ impl Index {
     ) -> Option<R> {
         let (shard, tree) = self.shard_at(locator);
         let tries = shard.trie.read();
-        let entry = tries[tree].find(key, locator)?;
+        let entry = tries[tree].find(key, locator, self.pairs)?;
         // SAFETY: the index's reference keeps the entry alive while the read
         // lock is held, which it is for the whole call of `f`.
         Some(f(unsafe { entry.get() }))
@@ -1120,7 +1284,7 @@ impl Index {
         let e = unsafe { entry.get() };
         let (shard, tree) = self.shard_at(e.locator());
         let mut tries = shard.trie.write();
-        let added = tries[tree].insert(entry)?;
+        let added = tries[tree].insert(entry, self.pairs)?;
         shard.puts.add(1);
         shard.entries.add(1);
         if cfg!(feature = "stats") {
@@ -1137,7 +1301,7 @@ impl Index {
         let e = unsafe { entry.get() };
         let (shard, tree) = self.shard_at(e.locator());
         let mut tries = shard.trie.write();
-        let Some(released) = tries[tree].remove(entry) else {
+        let Some(released) = tries[tree].remove(entry, self.pairs) else {
             return false;
         };
         shard.evictions.add(1);
@@ -1762,6 +1926,160 @@ mod tests {
         check(&index);
     }
 
+    /// The root's two slots of the only trie of `index`.
+    fn pair(index: &Index) -> (Slot, Slot) {
+        let tries = index.shards[0].trie.read();
+        (tries[0].root, tries[0].second)
+    }
+
+    #[test]
+    fn two_keys_of_a_trie_share_its_root() {
+        let mut index = Index::with_layout(false, 1, true).unwrap();
+        let k = |i: u64| counter_key(i);
+        let (a, b, c) = (make(&k(0)), make(&k(1)), make(&k(2)));
+        index.insert(a).unwrap();
+        assert_eq!(pair(&index), (Slot::leaf(a), Slot::EMPTY));
+        index.insert(b).unwrap();
+        assert_eq!(pair(&index), (Slot::leaf(a), Slot::leaf(b)));
+        assert_eq!(index.census().nodes, 0);
+        check(&index);
+        for (key, e) in [(k(0), a), (k(1), b)] {
+            assert_eq!(index.lookup(&key, false), Some(e));
+            put_back(e);
+        }
+        assert_eq!(index.lookup(&k(2), false), None);
+
+        // A third key takes the three under a node; the DRAM counted is
+        // that node's.
+        index.insert(c).unwrap();
+        let (root, second) = pair(&index);
+        assert!(root.node().is_some());
+        assert!(second.is_empty());
+        assert_eq!(index.census().nodes, 1);
+        if cfg!(feature = "stats") {
+            let records: u64 = [a, b, c]
+                .iter()
+                .map(|e| entry_dram(unsafe { e.get() }))
+                .sum();
+            assert_eq!(index.stats().dram, records + node_dram(4) as u64);
+        }
+        check(&index);
+
+        // Back to two: the pair again, in the node's order.
+        assert!(index.remove(b));
+        put_back(b);
+        assert_eq!(pair(&index), (Slot::leaf(a), Slot::leaf(c)));
+        assert_eq!(index.census().nodes, 0);
+        check(&index);
+        // The first leaf goes: the second moves up.
+        assert!(index.remove(a));
+        put_back(a);
+        assert_eq!(pair(&index), (Slot::leaf(c), Slot::EMPTY));
+        assert!(!index.remove(a));
+        put_back(a);
+        check(&index);
+        assert_eq!(clear(&mut index), 1);
+        assert_eq!(pair(&index), (Slot::EMPTY, Slot::EMPTY));
+    }
+
+    #[test]
+    fn a_pair_refuses_its_keys_again() {
+        let mut index = Index::with_layout(false, 1, true).unwrap();
+        index.insert(make(b"a")).unwrap();
+        index.insert(make(b"b")).unwrap();
+        let before = (pair(&index), index.stats());
+        for key in [b"a", b"b"] {
+            let twin = make(key);
+            assert_eq!(index.insert(twin), Err(Error::KeyExists));
+            assert_eq!(refs(twin), 1);
+            assert!(put_back(twin));
+        }
+        assert_eq!((pair(&index), index.stats()), before);
+        // The same with the second leaf alone beside nothing else: one key.
+        let a = index.lookup(b"a", false).unwrap();
+        put_back(a);
+        assert!(index.remove(a));
+        put_back(a);
+        let twin = make(b"b");
+        assert_eq!(index.insert(twin), Err(Error::KeyExists));
+        assert!(put_back(twin));
+        check(&index);
+        assert_eq!(clear(&mut index), 1);
+    }
+
+    #[test]
+    fn a_failed_third_key_leaves_the_pair() {
+        let mut index = Index::with_layout(false, 1, true).unwrap();
+        let k = |i: u64| counter_key(i);
+        let (a, b) = (make(&k(0)), make(&k(1)));
+        index.insert(a).unwrap();
+        index.insert(b).unwrap();
+        let before = (pair(&index), index.stats(), index.census());
+        // The first node, for the two leaves, then the growth of that node
+        // for the third key (or a node of its own for a key differing
+        // elsewhere): either failure leaves the pair as it was.
+        for (key, n) in [(k(2), 1), (k(2), 2), (k(0x100), 2)] {
+            let e = make(&key);
+            fail_allocation(n);
+            assert_eq!(index.insert(e), Err(Error::OutOfMemory));
+            fail_allocation(0);
+            assert_eq!((pair(&index), index.stats(), index.census()), before);
+            assert_eq!(index.lookup(&key, false), None);
+            assert!(put_back(e));
+            check(&index);
+        }
+        index.insert(make(&k(2))).unwrap();
+        check(&index);
+        assert_eq!(clear(&mut index), 3);
+    }
+
+    #[test]
+    fn validate_notices_a_broken_pair() {
+        let mut index = Index::with_layout(false, 1, true).unwrap();
+        let (a, b) = (make(b"a"), make(b"b"));
+        index.insert(a).unwrap();
+        index.insert(b).unwrap();
+        check(&index);
+        let set = |root: Slot, second: Slot| {
+            let mut tries = index.shards[0].trie.write();
+            tries[0].root = root;
+            tries[0].second = second;
+        };
+        set(Slot::EMPTY, Slot::leaf(b));
+        assert!(index.validate().unwrap_err().contains("without a first"));
+        set(Slot::leaf(a), Slot::leaf(b));
+        index.pairs = false;
+        assert!(index.validate().unwrap_err().contains("without pairs"));
+        index.pairs = true;
+        check(&index);
+        // Two leaves under a node at the root are not canonical with pairs.
+        let c = make(b"c");
+        index.insert(c).unwrap();
+        assert!(index.remove(c));
+        put_back(c);
+        let node = NodePtr::new(
+            first_diff(b"a", b"b").unwrap(),
+            (
+                nibble_at(b"a", first_diff(b"a", b"b").unwrap()),
+                Slot::leaf(a),
+            ),
+            (
+                nibble_at(b"b", first_diff(b"a", b"b").unwrap()),
+                Slot::leaf(b),
+            ),
+        )
+        .unwrap();
+        set(Slot::from_node(node), Slot::EMPTY);
+        assert!(index
+            .validate()
+            .unwrap_err()
+            .contains("instead of in the pair"));
+        set(Slot::leaf(a), Slot::leaf(b));
+        node.free();
+        check(&index);
+        assert_eq!(clear(&mut index), 2);
+    }
+
     #[test]
     fn node_counts_match_the_original() {
         // SPEC §8.3: unsharded, 8-byte counter keys, LRU records of 56
@@ -2098,24 +2416,31 @@ mod tests {
                 .or_default()
                 .push(key);
         }
-        let keys = by_tag.into_values().find(|keys| keys.len() >= 4).unwrap();
-        let mut index = Index::new(false).unwrap();
-        for key in &keys {
-            index.insert(make(key)).unwrap();
+        let all = by_tag.into_values().find(|keys| keys.len() >= 4).unwrap();
+        // In a critnib, and in a pair of leaves with one tag and beyond.
+        for (pairs, n) in [(false, all.len()), (true, 2), (true, all.len())] {
+            let keys = &all[..n];
+            let mut index = Index::with_layout(false, 1, pairs).unwrap();
+            for key in keys {
+                index.insert(make(key)).unwrap();
+            }
+            check(&index);
+            for key in keys {
+                let found = index.lookup(key, false).expect("indexed");
+                assert_eq!(key_of(found), *key);
+                put_back(found);
+                let twin = make(key);
+                assert_eq!(index.insert(twin), Err(Error::KeyExists));
+                assert!(put_back(twin));
+            }
+            let absent = {
+                let mut k = keys[0].clone();
+                k.push(0);
+                k
+            };
+            assert!(index.lookup(&absent, false).is_none());
+            assert_eq!(clear(&mut index), keys.len());
         }
-        check(&index);
-        for key in &keys {
-            let found = index.lookup(key, false).expect("indexed");
-            assert_eq!(key_of(found), *key);
-            put_back(found);
-        }
-        let absent = {
-            let mut k = keys[0].clone();
-            k.push(0);
-            k
-        };
-        assert!(index.lookup(&absent, false).is_none());
-        assert_eq!(clear(&mut index), keys.len());
     }
 
     #[test]
@@ -2197,9 +2522,7 @@ mod tests {
         ]
     }
 
-    fn run_model(sharded: bool, tries: usize, ops: Vec<Op>, drain_at_end: bool) {
-        let mut index = Index::with_tries(sharded, tries).unwrap();
-        assert_eq!(index.tries_per_shard(), if sharded { tries } else { 1 });
+    fn run_model(mut index: Index, ops: Vec<Op>, drain_at_end: bool) {
         let mut model: BTreeMap<Vec<u8>, EntryPtr> = BTreeMap::new();
         let mut want = IndexStats::default();
         for op in ops {
@@ -2298,12 +2621,12 @@ mod tests {
 
         #[test]
         fn matches_a_map_unsharded(ops in prop::collection::vec(op(), 1..150), drain in any::<bool>()) {
-            run_model(false, 1, ops, drain);
+            run_model(Index::with_tries(false, 1).unwrap(), ops, drain);
         }
 
         #[test]
         fn matches_a_map_sharded(ops in prop::collection::vec(op(), 1..150), drain in any::<bool>()) {
-            run_model(true, 1, ops, drain);
+            run_model(Index::with_tries(true, 1).unwrap(), ops, drain);
         }
 
         #[test]
@@ -2311,28 +2634,41 @@ mod tests {
             ops in prop::collection::vec(op(), 1..150),
             drain in any::<bool>(),
         ) {
-            run_model(true, 4, ops, drain);
+            let index = Index::with_tries(true, 4).unwrap();
+            assert_eq!(index.tries_per_shard(), 4);
+            assert!(index.pairs);
+            run_model(index, ops, drain);
+        }
+
+        #[test]
+        fn matches_a_map_with_paired_roots(
+            ops in prop::collection::vec(op(), 1..150),
+            drain in any::<bool>(),
+        ) {
+            // Every key in one trie: the pair fills, overflows into nodes
+            // and comes back as the keys come and go.
+            run_model(Index::with_layout(false, 1, true).unwrap(), ops, drain);
         }
     }
 
     // --- concurrency --------------------------------------------------------
 
-    fn concurrent(sharded: bool, tries: usize) {
-        const KEYS: usize = 64;
+    /// Two writers insert and remove `n` keys between them, and two readers
+    /// look them up.
+    fn concurrent(mut index: Index, n: usize) {
         const WRITERS: usize = 2;
         const READERS: usize = 2;
         const ROUNDS: usize = 6000;
-        let mut index = Index::with_tries(sharded, tries).unwrap();
         // Keys with long shared prefixes, so writers reshape the same nodes
         // the readers walk.
-        let keys: Vec<Vec<u8>> = (0..KEYS)
+        let keys: Vec<Vec<u8>> = (0..n)
             .map(|i| {
                 let mut k = vec![b'k'; (i % 4) * 20];
                 k.extend(format!("{:02x}", i).bytes());
                 k
             })
             .collect();
-        let published: Vec<AtomicU64> = (0..KEYS).map(|_| AtomicU64::new(0)).collect();
+        let published: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(0)).collect();
         let created = AtomicUsize::new(0);
         let destroyed = AtomicUsize::new(0);
         let lookups = AtomicU64::new(0);
@@ -2350,13 +2686,13 @@ mod tests {
                 let (index, keys, published, created) = (&index, &keys, &published, &created);
                 let (writers_done, stop, release) = (&writers_done, &stop, &release);
                 s.spawn(move || {
-                    let mut present: Vec<Option<EntryPtr>> = vec![None; KEYS];
+                    let mut present: Vec<Option<EntryPtr>> = vec![None; n];
                     let mut rng = 0x9e3779b97f4a7c15u64 ^ w as u64;
                     for round in 0..ROUNDS {
                         rng ^= rng << 13;
                         rng ^= rng >> 7;
                         rng ^= rng << 17;
-                        let i = (rng as usize % (KEYS / WRITERS)) * WRITERS + w;
+                        let i = (rng as usize % (n / WRITERS)) * WRITERS + w;
                         match present[i].take() {
                             Some(e) => {
                                 assert!(index.remove(e));
@@ -2396,7 +2732,7 @@ mod tests {
                     let mut i = r;
                     // Relaxed: a flag to stop on, guarding no data.
                     while !stop.load(Ordering::Relaxed) {
-                        i = (i + 7) % KEYS;
+                        i = (i + 7) % n;
                         lookups.fetch_add(1, Ordering::Relaxed);
                         if let Some(e) = index.lookup(&keys[i], true) {
                             // SAFETY: the lookup's reference is ours.
@@ -2407,8 +2743,8 @@ mod tests {
                             assert!(v as u64 & 0xffff_ffff <= published[i].load(Ordering::Relaxed));
                             release(e);
                         }
-                        index.peek(&keys[(i + 1) % KEYS], |e| {
-                            assert_eq!(e.vsize() >> 32, (i + 1) % KEYS);
+                        index.peek(&keys[(i + 1) % n], |e| {
+                            assert_eq!(e.vsize() >> 32, (i + 1) % n);
                             assert!(e.refs() >= 1);
                         });
                     }
@@ -2432,17 +2768,24 @@ mod tests {
 
     #[test]
     fn concurrent_readers_and_writers_unsharded() {
-        concurrent(false, 1);
+        concurrent(Index::with_tries(false, 1).unwrap(), 64);
     }
 
     #[test]
     fn concurrent_readers_and_writers_sharded() {
-        concurrent(true, 1);
+        concurrent(Index::with_tries(true, 1).unwrap(), 64);
     }
 
     #[test]
     fn concurrent_readers_and_writers_several_tries_per_shard() {
-        concurrent(true, 8);
+        concurrent(Index::with_tries(true, 8).unwrap(), 64);
+    }
+
+    #[test]
+    fn concurrent_readers_and_writers_of_a_pair() {
+        // Four keys in one trie: the writers keep moving it between the
+        // pair and a node.
+        concurrent(Index::with_layout(false, 1, true).unwrap(), 4);
     }
 
     #[test]
