@@ -510,7 +510,13 @@ impl Cache {
             // SAFETY: the entry is not published yet.
             unsafe { Entry::set_value(entry, len, alloc) };
         }
-        self.index.insert(entry)?;
+        // SAFETY: the entry is ours until the insertion publishes it.
+        let e = unsafe { entry.get() };
+        let value_at = match self.heap.first_run(e.allocation()) {
+            Some((at, run)) => (at, run.min(e.vsize())),
+            None => (std::ptr::null(), 0),
+        };
+        self.index.insert_valued(entry, value_at)?;
         // Published: the index owns the record (and its allocation) now.
         guard.entry = None;
         drop(guard);

@@ -1712,6 +1712,16 @@ impl Heap {
         }
     }
 
+    /// Where the value of `alloc` starts in the pool, and the bytes of its
+    /// first run; `None` without storage.
+    pub(crate) fn first_run(&self, alloc: &Allocation) -> Option<(*const u8, usize)> {
+        let mut scratch = [0];
+        let &slot = self.slots_of(alloc, &mut scratch).first()?;
+        let (start, len) = self.encoding.unslot(slot);
+        let at = self.base.wrapping_add(start * self.extent_size) as *const u8;
+        Some((at, len * self.extent_size))
+    }
+
     /// Asks for the pool lines that a write of `bytes` bytes into `alloc`
     /// (from its first byte) will store to ([`crate::hint::prefetch_for_write`]),
     /// as part of a value of `value_len` bytes. A put that takes a victim's

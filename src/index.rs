@@ -19,10 +19,15 @@
 //! lookup loads the root and then the entry record, two misses, where one
 //! trie per shard costs four or five, and a trie of two keys needs no node
 //! (whose miss would come between). Only from a third key on does a trie
-//! have nodes, all under the first slot. The tries are otherwise canonical
-//! critnibs, locked by their shard's lock. The roots cost 16 bytes per two
-//! extents, 32 MiB at most (reached from a pool of 1 GiB of 256-byte
-//! extents). They are not counted in `DRAM_SIZE_USED` (nor were the
+//! have nodes, all under the first slot. A key put into an empty trie has
+//! the second slot to itself, and there the trie keeps a *value hint*:
+//! where the key's value starts in the pool and how many of its lines to
+//! ask for, up to a KiB. A get asks for them as soon as it has read the
+//! root, so the value's misses overlap the record's instead of following
+//! them: a get is two misses deep instead of three. The tries are
+//! otherwise canonical critnibs, locked by their shard's lock. The roots
+//! cost 16 bytes per two extents, 32 MiB at most (reached from a pool of
+//! 1 GiB of 256-byte extents). They are not counted in `DRAM_SIZE_USED` (nor were the
 //! original's shard headers); with sharding disabled there is a single
 //! trie, without pairs, whose node accounting is exactly the original's.
 //!
@@ -71,8 +76,9 @@
 //! into an entry before its insertion (key, value size, storage) is visible
 //! to every thread that finds it.
 //!
-//! The index never reads an entry's value, its policy slot or its links,
-//! and it never frees an entry record.
+//! The index never reads an entry's value (a value hint only asks for its
+//! lines, which cannot fault even where the hint is stale), its policy slot
+//! or its links, and it never frees an entry record.
 
 use std::alloc::{self, Layout};
 use std::ffi::OsStr;
@@ -242,6 +248,14 @@ fn first_diff(a: &[u8], b: &[u8]) -> Option<Pos> {
 const LEAF: usize = 1;
 /// Set in a leaf slot whose top bits hold its key's [`key_tag`].
 const TAGGED: usize = 2;
+/// The only bit set below bit 6 in a *value hint*: a root's second slot
+/// that holds, instead of a second leaf, the pool line where the value of
+/// the root's single leaf starts (see [`Trie`]).
+const HINT: usize = 4;
+/// First bit of a value hint's line count.
+const HINT_LINES_SHIFT: u32 = 48;
+/// Most lines a value hint asks for.
+const HINT_LINES: usize = 16;
 /// First bit of a leaf slot's key tag.
 const TAG_SHIFT: u32 = 53;
 /// Bits of the locator ([`Entry::locator`]) that no placement uses: they
@@ -297,6 +311,33 @@ impl Slot {
         Slot(node.0.as_ptr() as usize)
     }
 
+    /// The value hint for a value whose first `bytes` bytes lie from
+    /// `value` on (empty for null, or for an address beyond 48 bits): the
+    /// line of `value`, and in the top 16 bits the number of lines to ask
+    /// for, less one.
+    fn hint(value: *const u8, bytes: usize) -> Slot {
+        let address = value as usize as u64 & !63;
+        if value.is_null() || address >> HINT_LINES_SHIFT != 0 {
+            return Slot::EMPTY;
+        }
+        let lines = bytes.div_ceil(64).clamp(1, HINT_LINES) as u64;
+        Slot((address | HINT as u64 | (lines - 1) << HINT_LINES_SHIFT) as usize)
+    }
+
+    /// The first pool line and the number of lines a value hint names.
+    #[inline]
+    fn hinted(self) -> Option<(*const u8, usize)> {
+        if self.0 & (LEAF | HINT) != HINT {
+            return None;
+        }
+        let word = self.0 as u64;
+        let address = word & ((1 << HINT_LINES_SHIFT) - 1) & !63;
+        Some((
+            address as usize as *const u8,
+            (word >> HINT_LINES_SHIFT) as usize + 1,
+        ))
+    }
+
     fn is_empty(self) -> bool {
         self.0 == 0
     }
@@ -325,7 +366,7 @@ impl Slot {
 
     /// The node of a node slot.
     fn node(self) -> Option<NodePtr> {
-        if self.0 & LEAF != 0 {
+        if self.0 & (LEAF | HINT) != 0 {
             return None;
         }
         NonNull::new(self.0 as *mut Node).map(NodePtr)
@@ -605,6 +646,14 @@ fn entry_dram(entry: &Entry) -> u64 {
 /// `root` as usual, and a removal that leaves two leaves under the top
 /// node alone takes them back into the pair. The 16 bytes of a trie never
 /// straddle two cache lines.
+///
+/// Beside a single key put into an empty trie, `second` holds a *value
+/// hint* ([`Slot::hint`]): the pool line where that key's value starts.
+/// A get of the key asks for that line as soon as it has read the root,
+/// so the value's miss overlaps the record's instead of following it. The
+/// hint is only ever used for a prefetch, which cannot fault; it goes when
+/// a second key comes, and a key left alone by a removal gets none (its
+/// value's place is in its record, whose miss the removal would take).
 #[repr(C, align(16))]
 struct Trie {
     root: Slot,
@@ -627,7 +676,14 @@ impl Trie {
         if slot.node().is_none() {
             // At most two keys, as leaves in the root's two slots.
             let second = self.second;
-            if second.is_empty() {
+            if second.entry().is_none() {
+                if let Some((value, lines)) = second.hinted() {
+                    if slot.may_hold(locator) {
+                        for line in 0..lines {
+                            crate::hint::prefetch(value.wrapping_add(line * 64));
+                        }
+                    }
+                }
                 // A put of another key compares it with this leaf's only
                 // where the pair cannot take it beside the leaf.
                 return Self::at_leaf(slot, key, locator, !pairs);
@@ -663,15 +719,17 @@ impl Trie {
         (unsafe { entry.get() }.key() == key).then_some(entry)
     }
 
-    /// Inserts `entry`; returns the DRAM the new or grown nodes added.
+    /// Inserts `entry`, whose value starts at `value` in the pool (null:
+    /// unknown or none); returns the DRAM the new or grown nodes added.
     /// `pairs` tells whether the trie's index has paired roots.
-    fn insert(&mut self, entry: EntryPtr, pairs: bool) -> Result<usize> {
+    fn insert(&mut self, entry: EntryPtr, value: (*const u8, usize), pairs: bool) -> Result<usize> {
         if !pairs || self.root.node().is_some() {
             return Self::insert_at(&mut self.root, entry);
         }
         let leaf = Slot::leaf(entry);
         if self.root.is_empty() {
             self.root = leaf;
+            self.second = Slot::hint(value.0, value.1);
             return Ok(0);
         }
         // One or two leaves: the key must be neither of theirs, which a
@@ -687,7 +745,7 @@ impl Trie {
                 }
             }
         }
-        if self.second.is_empty() {
+        if self.second.entry().is_none() {
             self.second = leaf;
             return Ok(0);
         }
@@ -787,7 +845,12 @@ impl Trie {
             // Leaves only: the second moves up if the first goes.
             let leaf = Slot::leaf(entry);
             if self.root == leaf {
-                self.root = std::mem::replace(&mut self.second, Slot::EMPTY);
+                let second = std::mem::replace(&mut self.second, Slot::EMPTY);
+                self.root = if second.entry().is_some() {
+                    second
+                } else {
+                    Slot::EMPTY
+                };
             } else if self.second == leaf {
                 self.second = Slot::EMPTY;
             } else {
@@ -931,15 +994,17 @@ impl Trie {
         let mut stack = Vec::new();
         if !self.second.is_empty() {
             if !index.pairs {
-                return Err("a second leaf at a root without pairs".into());
+                return Err("a second slot in use at a root without pairs".into());
             }
-            if self.second.node().is_some() {
-                return Err("a node in the root's second slot".into());
+            if self.second.entry().is_none() && self.second.hinted().is_none() {
+                return Err("neither a leaf nor a value hint in the root's second slot".into());
             }
             if self.root.entry().is_none() {
-                return Err("a second leaf without a first".into());
+                return Err("a second slot in use without a first leaf".into());
             }
-            stack.push(self.second);
+            if self.second.entry().is_some() {
+                stack.push(self.second);
+            }
         }
         if let Some(node) = self.root.node() {
             let leaves = node.children().filter(|(_, c)| c.entry().is_some());
@@ -1280,11 +1345,18 @@ impl Index {
     /// allocated; the index is then unchanged and the reference stays with
     /// the caller.
     pub(crate) fn insert(&self, entry: EntryPtr) -> Result<()> {
+        self.insert_valued(entry, (ptr::null(), 0))
+    }
+
+    /// [`Index::insert`] of an entry whose value starts at `value` in the
+    /// pool, which a trie that the key has to itself keeps as its value
+    /// hint (see [`Trie`]).
+    pub(crate) fn insert_valued(&self, entry: EntryPtr, value: (*const u8, usize)) -> Result<()> {
         // SAFETY: the caller holds a reference on `entry`.
         let e = unsafe { entry.get() };
         let (shard, tree) = self.shard_at(e.locator());
         let mut tries = shard.trie.write();
-        let added = tries[tree].insert(entry, self.pairs)?;
+        let added = tries[tree].insert(entry, value, self.pairs)?;
         shard.puts.add(1);
         shard.entries.add(1);
         if cfg!(feature = "stats") {
@@ -2080,6 +2152,106 @@ mod tests {
         assert_eq!(clear(&mut index), 2);
     }
 
+    /// Memory that stands for a pool in value hints.
+    static VALUES: [u8; 4096] = [0; 4096];
+
+    /// Where a value of `key` would start and how long it is: somewhere in
+    /// [`VALUES`] for keys of even length, nowhere for the others.
+    fn value_of(key: &[u8]) -> (*const u8, usize) {
+        if key.len() % 2 == 0 {
+            (
+                VALUES.as_ptr().wrapping_add(key.len() % 4096),
+                64 * key.len() + 1,
+            )
+        } else {
+            (ptr::null(), 0)
+        }
+    }
+
+    #[test]
+    fn value_hints_name_lines() {
+        let at = VALUES.as_ptr().wrapping_add(100);
+        let line = (at as usize & !63) as *const u8;
+        assert_eq!(Slot::hint(ptr::null(), 100), Slot::EMPTY);
+        for (bytes, lines) in [(0, 1), (1, 1), (64, 1), (65, 2), (1024, 16), (1 << 20, 16)] {
+            let hint = Slot::hint(at, bytes);
+            assert_eq!(hint.hinted(), Some((line, lines)), "{bytes} bytes");
+            assert_eq!((hint.entry(), hint.node()), (None, None));
+        }
+        // No room for the count above an address of more than 48 bits.
+        if usize::BITS == 64 {
+            assert_eq!(
+                Slot::hint((1u64 << 50) as usize as *const u8, 64),
+                Slot::EMPTY
+            );
+        }
+        let e = make(b"k");
+        assert_eq!(Slot::leaf(e).hinted(), None);
+        put_back(e);
+    }
+
+    #[test]
+    fn a_key_alone_in_its_trie_keeps_a_value_hint() {
+        let index = Index::with_layout(false, 1, true).unwrap();
+        let (a, b) = (make(b"a"), make(b"b"));
+        let value = (VALUES.as_ptr(), 300);
+        index.insert_valued(a, value).unwrap();
+        assert_eq!(pair(&index), (Slot::leaf(a), Slot::hint(value.0, value.1)));
+        assert_eq!(index.census().entries, 1);
+        check(&index);
+        assert_eq!(index.lookup(b"a", false), Some(a));
+        put_back(a);
+        assert_eq!(index.lookup(b"b", false), None);
+        // A second key takes the slot; the hint is gone for good.
+        index.insert_valued(b, value).unwrap();
+        assert_eq!(pair(&index), (Slot::leaf(a), Slot::leaf(b)));
+        assert!(index.remove(b));
+        put_back(b);
+        assert_eq!(pair(&index), (Slot::leaf(a), Slot::EMPTY));
+        check(&index);
+        // The key with its hint goes (its reference back to us): nothing is
+        // left.
+        assert!(index.remove(a));
+        index.insert_valued(a, value).unwrap();
+        assert!(index.remove(a));
+        assert_eq!(refs(a), 1);
+        assert_eq!(pair(&index), (Slot::EMPTY, Slot::EMPTY));
+        // Without pairs there are no hints.
+        let mut plain = Index::with_layout(false, 1, false).unwrap();
+        plain.insert_valued(a, value).unwrap();
+        assert_eq!(pair(&plain), (Slot::leaf(a), Slot::EMPTY));
+        assert_eq!(clear(&mut plain), 1);
+        check(&index);
+    }
+
+    #[test]
+    fn validate_notices_a_misplaced_hint() {
+        let mut index = Index::with_layout(false, 1, true).unwrap();
+        let a = make(b"a");
+        index.insert_valued(a, (VALUES.as_ptr(), 64)).unwrap();
+        check(&index);
+        let set = |root: Slot, second: Slot| {
+            let mut tries = index.shards[0].trie.write();
+            tries[0].root = root;
+            tries[0].second = second;
+        };
+        let hint = Slot::hint(VALUES.as_ptr(), 64);
+        set(Slot::EMPTY, hint);
+        assert!(index.validate().unwrap_err().contains("without a first"));
+        set(Slot::leaf(a), hint);
+        index.pairs = false;
+        assert!(index.validate().unwrap_err().contains("without pairs"));
+        index.pairs = true;
+        set(Slot::leaf(a), Slot(8));
+        assert!(index
+            .validate()
+            .unwrap_err()
+            .contains("neither a leaf nor a value hint"));
+        set(Slot::leaf(a), hint);
+        check(&index);
+        assert_eq!(clear(&mut index), 1);
+    }
+
     #[test]
     fn node_counts_match_the_original() {
         // SPEC §8.3: unsharded, 8-byte counter keys, LRU records of 56
@@ -2529,14 +2701,16 @@ mod tests {
             match op {
                 Op::Insert(k) => {
                     let e = make(&k);
+                    // Half the keys say where a value of theirs would be.
+                    let value = value_of(&k);
                     match model.entry(k) {
                         std::collections::btree_map::Entry::Occupied(_) => {
-                            assert_eq!(index.insert(e), Err(Error::KeyExists));
+                            assert_eq!(index.insert_valued(e, value), Err(Error::KeyExists));
                             assert_eq!(refs(e), 1);
                             assert!(put_back(e));
                         }
                         std::collections::btree_map::Entry::Vacant(slot) => {
-                            index.insert(e).unwrap();
+                            index.insert_valued(e, value).unwrap();
                             slot.insert(e);
                             want.puts += 1;
                         }
@@ -2710,7 +2884,7 @@ mod tests {
                                 // reader's lock acquisition order this store
                                 // before any load of a reader that finds `e`.
                                 published[i].store(gen, Ordering::Relaxed);
-                                index.insert(e).unwrap();
+                                index.insert_valued(e, value_of(&keys[i])).unwrap();
                                 present[i] = Some(e);
                             }
                         }
