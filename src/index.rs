@@ -27,9 +27,10 @@
 //! them: a get is two misses deep instead of three. The tries are
 //! otherwise canonical critnibs, locked by their shard's lock. The roots
 //! cost 16 bytes per two extents, 32 MiB at most (reached from a pool of
-//! 1 GiB of 256-byte extents). They are not counted in `DRAM_SIZE_USED` (nor were the
-//! original's shard headers); with sharding disabled there is a single
-//! trie, without pairs, whose node accounting is exactly the original's.
+//! 1 GiB of 256-byte extents). They are not counted in `DRAM_SIZE_USED`
+//! (nor were the original's shard headers); with sharding disabled there
+//! is a single trie, without pairs, whose node accounting is exactly the
+//! original's.
 //!
 //! # The trie
 //!
@@ -250,7 +251,8 @@ const LEAF: usize = 1;
 const TAGGED: usize = 2;
 /// The only bit set below bit 6 in a *value hint*: a root's second slot
 /// that holds, instead of a second leaf, the pool line where the value of
-/// the root's single leaf starts (see [`Trie`]).
+/// the root's single leaf starts and how many lines to ask for (see
+/// [`Trie`]).
 const HINT: usize = 4;
 /// First bit of a value hint's line count.
 const HINT_LINES_SHIFT: u32 = 48;
@@ -278,7 +280,8 @@ fn key_tag(locator: u32) -> usize {
 }
 
 /// A child word (or the root): empty, a tagged entry pointer, or a node
-/// pointer. Entry records and nodes are 8-aligned, so bits 0 to 2 are free.
+/// pointer; in a root's second slot also a value hint ([`Slot::hint`]).
+/// Entry records and nodes are 8-aligned, so bits 0 to 2 are free.
 ///
 /// A leaf also carries its key's tag ([`key_tag`]) in its top bits (when
 /// the record's address leaves them clear, which user-space addresses do):
@@ -648,9 +651,10 @@ fn entry_dram(entry: &Entry) -> u64 {
 /// straddle two cache lines.
 ///
 /// Beside a single key put into an empty trie, `second` holds a *value
-/// hint* ([`Slot::hint`]): the pool line where that key's value starts.
-/// A get of the key asks for that line as soon as it has read the root,
-/// so the value's miss overlaps the record's instead of following it. The
+/// hint* ([`Slot::hint`]): the pool line where that key's value starts,
+/// and how many of the value's lines (up to [`HINT_LINES`]) to ask for. A
+/// get of the key asks for them as soon as it has read the root, so the
+/// value's misses overlap the record's instead of following it. The
 /// hint is only ever used for a prefetch, which cannot fault; it goes when
 /// a second key comes, and a key left alone by a removal gets none (its
 /// value's place is in its record, whose miss the removal would take).
@@ -719,8 +723,9 @@ impl Trie {
         (unsafe { entry.get() }.key() == key).then_some(entry)
     }
 
-    /// Inserts `entry`, whose value starts at `value` in the pool (null:
-    /// unknown or none); returns the DRAM the new or grown nodes added.
+    /// Inserts `entry`; `value` is where its value starts in the pool and
+    /// how many of its bytes follow there in one run (null: unknown or no
+    /// storage). Returns the DRAM the new or grown nodes added.
     /// `pairs` tells whether the trie's index has paired roots.
     fn insert(&mut self, entry: EntryPtr, value: (*const u8, usize), pairs: bool) -> Result<usize> {
         if !pairs || self.root.node().is_some() {
@@ -1348,9 +1353,9 @@ impl Index {
         self.insert_valued(entry, (ptr::null(), 0))
     }
 
-    /// [`Index::insert`] of an entry whose value starts at `value` in the
-    /// pool, which a trie that the key has to itself keeps as its value
-    /// hint (see [`Trie`]).
+    /// [`Index::insert`] of an entry whose value starts at `value.0` in the
+    /// pool, with `value.1` bytes of it there in one run: a trie that the
+    /// key has to itself keeps that as its value hint (see [`Trie`]).
     pub(crate) fn insert_valued(&self, entry: EntryPtr, value: (*const u8, usize)) -> Result<()> {
         // SAFETY: the caller holds a reference on `entry`.
         let e = unsafe { entry.get() };
