@@ -2978,6 +2978,11 @@ mod tests {
         assert_eq!(big.tries_per_shard(), MAX_TRIES);
         let single = Index::for_capacity(false, usize::MAX / 2).unwrap();
         assert_eq!(single.tries_per_shard(), 1);
+        // Pairs come with several tries per shard only.
+        assert_eq!(
+            (small.pairs, mid.pairs, big.pairs, single.pairs),
+            (false, true, true, false)
+        );
         // The trie is picked by the hash bits above the shard's.
         let mut seen = HashSet::new();
         for i in 0..4096u64 {
