@@ -22,6 +22,11 @@ use crate::pool::Pool;
 use crate::repl::{Repl, MAX_VICTIMS};
 use crate::stats::Stat;
 
+/// Most pool bytes a put evicts beyond its need when another thread's put
+/// evicted last (never more than a 256th of the pool); see
+/// [`Cache::evict_victim`].
+const AHEAD_BYTES: usize = 16 << 10;
+
 /// Callback run when an entry is evicted: receives the cache and the key.
 pub type OnEvict = dyn Fn(&Cache, &[u8]) + Send + Sync;
 /// Callback run when a get misses: receives the cache and the key; a put of
@@ -714,9 +719,11 @@ impl Cache {
     /// Evicts the replacement policy's victim. With `into` (a put that
     /// needs `bytes` more) and no `on_evict` callback, the victims it needs,
     /// as far as their sizes tell, are taken from the policy at once
-    /// ([`Repl::evict_victims`]); when an eviction drops a victim's last
-    /// reference its extents go straight into the pending allocation (what
-    /// is not needed to the spare); otherwise they are freed.
+    /// ([`Repl::evict_victims`], with [`AHEAD_BYTES`] more when puts of
+    /// several threads evict in turn); when an eviction drops a victim's
+    /// last reference its extents go straight into the pending allocation
+    /// (what is not needed to the thread's spare, for its next puts);
+    /// otherwise they are freed.
     fn evict_victim(&self, into: Option<(&mut PendingAlloc, usize)>) -> Result<()> {
         let Some((pending, bytes)) = into else {
             let ptr = self.repl.evict_victim()?;
@@ -731,9 +738,14 @@ impl Cache {
         // claimed and still holding their extents.
         let need = if self.on_evict.is_some() { 0 } else { bytes };
         let mut victims = [None; MAX_VICTIMS];
+        let ahead = if self.on_evict.is_some() {
+            0
+        } else {
+            AHEAD_BYTES.min(self.pool.len() / 256)
+        };
         let n = self
             .repl
-            .evict_victims(need, self.heap.extent_size(), &mut victims)?;
+            .evict_victims(need, ahead, self.heap.extent_size(), &mut victims)?;
         let victims = &victims[..n];
         for ptr in victims.iter().skip(1).flatten() {
             // SAFETY: claimed victims stay alive until their eviction ends.

@@ -89,6 +89,16 @@
 //! its records between their cores once per put instead of once per
 //! victim. (With an `on_evict` callback, which may put and evict itself,
 //! the cache takes one victim at a time.)
+//!
+//! Puts of several threads that evict in turn take victims *ahead*: when
+//! the thread evicting now is one of the last few that did
+//! ([`RECENT_EVICTORS`]) but not the very last, its batch covers a few
+//! more kilobytes than its put needs, and the cache keeps their extents in
+//! the thread's spare for its next puts, which then evict nothing. Each
+//! hold of the mutex, and each pass of the list's head from core to core,
+//! then serves several puts (SPEC §4 allows a put under concurrency to
+//! evict more than it needs). A thread that evicts alone, or takes over
+//! from threads that stopped, takes exactly what it needs, as above.
 
 use std::cell::Cell;
 use std::ptr;
@@ -361,7 +371,17 @@ struct List {
     /// The ring the next drain starts with: rotating it keeps one ring's
     /// marks from always being applied after the others'.
     next_ring: usize,
+    /// Ring tickets of the threads whose puts evicted last, most recent
+    /// first, each once ([`NO_EVICTOR`] fills the rest); see
+    /// [`List::note_evictor`].
+    evictors: [usize; RECENT_EVICTORS],
 }
+
+/// Threads [`List::evictors`] remembers.
+const RECENT_EVICTORS: usize = 4;
+
+/// An empty place in [`List::evictors`]; no ticket has this value.
+const NO_EVICTOR: usize = usize::MAX;
 
 // SAFETY: the list only points to entries, which are `Sync`; it is only
 // reached through the mutex, so one thread at a time uses the pointers.
@@ -406,6 +426,27 @@ impl List {
             tail: ptr::null(),
             len: 0,
             next_ring: 0,
+            evictors: [NO_EVICTOR; RECENT_EVICTORS],
+        }
+    }
+
+    /// Notes that the thread of ring ticket `me` evicts now, and tells
+    /// whether puts of several threads are evicting in turn: whether `me`
+    /// was one of the recent evictors but not the last. A thread that
+    /// evicts alone, or takes over from threads that stopped, is never
+    /// told so.
+    fn note_evictor(&mut self, me: usize) -> bool {
+        match self.evictors.iter().position(|&t| t == me) {
+            Some(0) => false,
+            Some(at) => {
+                self.evictors[..=at].rotate_right(1);
+                true
+            }
+            None => {
+                self.evictors.rotate_right(1);
+                self.evictors[0] = me;
+                false
+            }
         }
     }
 
@@ -554,7 +595,7 @@ unsafe fn apply_mark(list: &mut List, p: EntryPtr) {
 }
 
 /// Most victims one call of [`Repl::evict_victims`] takes.
-pub(crate) const MAX_VICTIMS: usize = 8;
+pub(crate) const MAX_VICTIMS: usize = 16;
 
 /// Pool bytes the value of `e` occupies, in whole extents of `extent`.
 ///
@@ -752,10 +793,16 @@ impl Lru {
     fn evict_victims(
         &self,
         need: usize,
+        ahead: usize,
         extent: usize,
         out: &mut [Option<EntryPtr>; MAX_VICTIMS],
     ) -> Result<usize> {
         let mut list = self.list.lock();
+        let need = if list.note_evictor(ring_ticket()) {
+            need.saturating_add(ahead)
+        } else {
+            need
+        };
         let first = self.evict_locked(&mut list)?;
         out[0] = Some(first);
         // SAFETY: a victim stays alive while its evictor holds its claim.
@@ -1135,17 +1182,20 @@ impl Repl {
     /// the idle entries at the head of the list after it, while the values
     /// taken fill fewer than `need` bytes in extents of `extent` bytes and
     /// fewer than [`MAX_VICTIMS`] are taken: the victims a put needing
-    /// `need` bytes would evict one by one, in the same order. Returns how
-    /// many were put in `out`, in eviction order, each as `evict_victim`
-    /// returns it.
+    /// `need` bytes would evict one by one, in the same order. When the
+    /// calling thread evicted recently and another thread's put evicted
+    /// since (see the module docs), `ahead` more bytes are taken. Returns
+    /// how many were put in `out`, in eviction order, each as
+    /// `evict_victim` returns it.
     pub(crate) fn evict_victims(
         &self,
         need: usize,
+        ahead: usize,
         extent: usize,
         out: &mut [Option<EntryPtr>; MAX_VICTIMS],
     ) -> Result<usize> {
         match &self.lru {
-            Some(lru) => lru.evict_victims(need, extent, out),
+            Some(lru) => lru.evict_victims(need, ahead, extent, out),
             None => Err(Error::NoVictim),
         }
     }
@@ -1417,21 +1467,25 @@ mod tests {
 
     #[test]
     fn a_batch_takes_what_a_put_of_that_size_needs_in_lru_order() {
-        let es = Entries::new(20);
+        // Entries 8 .. 8 + MAX_VICTIMS make one full batch; 4 more follow.
+        let rest = 8 + MAX_VICTIMS;
+        let count = rest + 4;
+        let es = Entries::new(count);
         // Value sizes; with extents of 128 bytes, 300 bytes occupy 384.
         let sizes = [100, 300, 50, 0, 256, 1, 1];
-        for i in 0..20 {
+        for i in 0..count {
             let size = sizes.get(i).copied().unwrap_or(1);
             // SAFETY: not published yet.
             unsafe { Entry::set_value(es.ptr(i), size, crate::heap::Allocation::EMPTY) };
         }
         let repl = lru();
-        for i in 0..20 {
+        for i in 0..count {
             repl.insert(es.get(i));
         }
         let mut out = [None; MAX_VICTIMS];
         let mut batch = |need: usize| {
-            let n = repl.evict_victims(need, 128, &mut out)?;
+            // This thread alone evicts: the bytes ahead never count.
+            let n = repl.evict_victims(need, 100_000, 128, &mut out)?;
             assert!(out[n..].iter().all(Option::is_none));
             let taken: Vec<usize> = out[..n].iter().map(|p| id(p.unwrap())).collect();
             out = [None; MAX_VICTIMS];
@@ -1446,25 +1500,100 @@ mod tests {
         // An entry in use at the head ends the batch; the next eviction
         // moves it behind the others, as one-by-one evictions would.
         repl.touch(es.get(7));
-        assert_eq!(batch(10_000), Ok(vec![6]));
-        assert_eq!(batch(10_000), Ok((8..16).collect()), "at most MAX_VICTIMS");
-        assert_eq!(order(&repl), vec![16, 17, 18, 19, 7]);
-        assert_eq!(repl.next_victim(), Some(es.get(16).locator()));
-        for i in [0, 1, 2, 6, 8, 15] {
+        assert_eq!(batch(1_000_000), Ok(vec![6]));
+        assert_eq!(
+            batch(1_000_000),
+            Ok((8..rest).collect()),
+            "at most MAX_VICTIMS"
+        );
+        assert_eq!(order(&repl), vec![rest, rest + 1, rest + 2, rest + 3, 7]);
+        assert_eq!(repl.next_victim(), Some(es.get(rest).locator()));
+        for i in [0, 1, 2, 6, 8, rest - 1] {
             assert!(es.get(i).is_claimed());
             assert_eq!(es.slot(i), SLOT_REMOVED);
         }
-        assert!(!es.get(16).is_claimed());
+        assert!(!es.get(rest).is_claimed());
         assert_eq!(repl.validate(), Ok(()));
-        assert_eq!(batch(10_000), Ok(vec![16, 17, 18, 19, 7]));
+        assert_eq!(
+            batch(1_000_000),
+            Ok(vec![rest, rest + 1, rest + 2, rest + 3, 7])
+        );
         assert_eq!(repl.next_victim(), None, "the list is empty");
         assert_eq!(batch(1), Err(Error::NoVictim));
         assert_eq!(
             Repl::new(Policy::None)
                 .unwrap()
-                .evict_victims(1, 128, &mut out),
+                .evict_victims(1, 0, 128, &mut out),
             Err(Error::NoVictim)
         );
+    }
+
+    /// Batches of `need` bytes (extents of 128 bytes) taken in turn by the
+    /// threads named in `turns` (each a thread of its own, so a ring
+    /// ticket of its own), with `ahead` bytes ahead: the ids each took.
+    fn batches_in_turn(repl: &Repl, turns: &[usize], need: usize, ahead: usize) -> Vec<Vec<usize>> {
+        let (orders, results) = (
+            std::sync::Mutex::new(Vec::new()),
+            std::sync::Mutex::new(vec![Vec::new(); turns.len()]),
+        );
+        let threads = turns.iter().max().map_or(0, |&t| t + 1);
+        let next = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for me in 0..threads {
+                let (next, results, orders) = (&next, &results, &orders);
+                s.spawn(move || loop {
+                    let turn = next.load(Ordering::Acquire);
+                    if turn == turns.len() {
+                        return;
+                    }
+                    if turns[turn] != me {
+                        std::thread::yield_now();
+                        continue;
+                    }
+                    let mut out = [None; MAX_VICTIMS];
+                    let n = repl.evict_victims(need, ahead, 128, &mut out).unwrap();
+                    let taken = out[..n].iter().map(|p| id(p.unwrap())).collect();
+                    results.lock().unwrap()[turn] = taken;
+                    orders.lock().unwrap().push(me);
+                    next.store(turn + 1, Ordering::Release);
+                });
+            }
+        });
+        assert_eq!(orders.into_inner().unwrap(), turns.to_vec());
+        results.into_inner().unwrap()
+    }
+
+    #[test]
+    fn threads_evicting_in_turn_take_victims_ahead() {
+        let es = Entries::new(60);
+        let repl = lru();
+        for i in 0..60 {
+            // SAFETY: not published yet.
+            unsafe { Entry::set_value(es.ptr(i), 100, crate::heap::Allocation::EMPTY) };
+            repl.insert(es.get(i));
+        }
+        // Each victim occupies one extent: a need of 100 bytes takes one,
+        // and 300 bytes ahead three more.
+        let taken = batches_in_turn(&repl, &[0, 0, 1, 1, 0, 1, 0, 2, 2], 100, 300);
+        let expected: Vec<Vec<usize>> = vec![
+            vec![0],
+            vec![1],
+            // Thread 1 is new, then alone again.
+            vec![2],
+            vec![3],
+            // Turns between threads that evicted before: four each.
+            vec![4, 5, 6, 7],
+            vec![8, 9, 10, 11],
+            vec![12, 13, 14, 15],
+            // Thread 2 takes over: one, then one.
+            vec![16],
+            vec![17],
+        ];
+        assert_eq!(taken, expected);
+        // Never beyond MAX_VICTIMS.
+        let taken = batches_in_turn(&repl, &[3, 4, 3], 100, 1 << 20);
+        assert_eq!(taken[2], (18 + 2..18 + 2 + MAX_VICTIMS).collect::<Vec<_>>());
+        assert_eq!(repl.validate(), Ok(()));
     }
 
     #[test]

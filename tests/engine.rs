@@ -427,6 +427,58 @@ fn a_put_evicts_the_oldest_entries_it_needs_and_no_more() {
 }
 
 #[test]
+fn puts_of_threads_in_turn_evict_ahead_and_lose_nothing() {
+    // A put that evicts right after another thread's put did takes, if its
+    // own thread evicted recently, victims ahead of its need (SPEC §4:
+    // under concurrency a put may evict more than necessary) and keeps
+    // their extents for its next puts. A thread evicting alone, or taking
+    // over, takes only what it needs.
+    let cache = small();
+    let extents = cache.max_value_size() / 256;
+    let n = extents as u32;
+    for i in 0..n {
+        cache.put(&i.to_le_bytes(), &[i as u8; 256]).unwrap();
+    }
+    let present = |i: u32| cache.exists(&i.to_le_bytes()).is_some();
+    let gone = || (0..n).filter(|&i| !present(i)).collect::<Vec<u32>>();
+    cache.put(&n.to_le_bytes(), &[1; 256]).unwrap();
+    assert_eq!(gone(), [0], "alone: exactly what the put needs");
+    std::thread::scope(|s| {
+        s.spawn(|| cache.put(&(n + 1).to_le_bytes(), &[2; 256]).unwrap());
+    });
+    assert_eq!(gone(), [0, 1], "a new thread takes over: exactly");
+    cache.put(&(n + 2).to_le_bytes(), &[3; 256]).unwrap();
+    let ahead = gone();
+    assert!(ahead.len() > 3, "{ahead:?}");
+    assert_eq!(
+        ahead,
+        (0..ahead.len() as u32).collect::<Vec<_>>(),
+        "LRU order"
+    );
+    let evictions = cache.stat(Stat::Evict);
+    // The next puts of this thread need no eviction: the extents ahead
+    // were kept for them, and count as free meanwhile.
+    if cfg!(feature = "stats") {
+        assert_eq!(evictions, ahead.len() as u64);
+        let entries = u64::from(n) + 3 - evictions;
+        assert_eq!(cache.stat(Stat::Entries), entries);
+        assert_eq!(cache.stat(Stat::PoolSizeUsed), entries * 256);
+    }
+    cache.put(&(n + 3).to_le_bytes(), &[4; 256]).unwrap();
+    assert_eq!(cache.stat(Stat::Evict), evictions);
+    assert_eq!(gone(), ahead);
+    for i in ahead.len() as u32..n {
+        assert_eq!(cache.get(&i.to_le_bytes()).unwrap(), vec![i as u8; 256]);
+    }
+    for (k, v) in [(n, 1), (n + 1, 2), (n + 2, 3), (n + 3, 4)] {
+        assert_eq!(cache.get(&k.to_le_bytes()).unwrap(), vec![v; 256]);
+    }
+    cache.validate().unwrap();
+    drain(&cache);
+    assert_empty(&cache);
+}
+
+#[test]
 fn approximate_lru_orders_by_first_use() {
     let evicted = Arc::new(Mutex::new(Vec::new()));
     let log = evicted.clone();
