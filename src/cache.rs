@@ -14,7 +14,7 @@ use std::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::{Config, Policy};
-use crate::entry::{Entry, EntryPtr};
+use crate::entry::{Entry, EntryPtr, Recycler};
 use crate::error::{Error, Result};
 use crate::heap::{Allocation, Heap, PendingAlloc};
 use crate::index::{self, Index};
@@ -334,6 +334,8 @@ pub struct Cache {
     // the index and policy, then the heap, and the pool is unmapped last.
     index: Index,
     repl: Repl,
+    /// Blocks of destroyed records, for the records of the next puts.
+    records: Recycler,
     heap: Heap,
     pool: Pool,
     on_evict: Option<Box<OnEvict>>,
@@ -371,7 +373,7 @@ impl Drop for PutGuard<'_> {
         }
         if let Some(entry) = self.entry.take() {
             // SAFETY: the entry was never published; we own it.
-            let alloc = unsafe { Entry::destroy(entry) };
+            let alloc = unsafe { self.cache.destroy(entry) };
             self.cache.free_allocation(alloc);
         }
     }
@@ -394,7 +396,9 @@ impl Cache {
             pool.len() / config.extent_size.max(1),
         )?;
         let repl = Repl::new(config.policy)?;
+        let records = Recycler::new(heap.homes())?;
         Ok(Cache {
+            records,
             index,
             repl,
             heap,
@@ -474,7 +478,9 @@ impl Cache {
         // The record is made while the key's trie root is on its way for
         // the existence check (and freed again if the key exists).
         self.index.prefetch(locator);
-        let entry = Entry::create_located(key, locator, self.repl.uses_links())?;
+        let entry = self
+            .records
+            .create(self.heap.home(), key, locator, self.repl.uses_links())?;
         let mut guard = PutGuard {
             cache: self,
             entry: Some(entry),
@@ -804,7 +810,7 @@ impl Cache {
             // last, nobody else can reach the record or its extents.
             Some((pending, bytes)) if unsafe { ptr.get() }.release() => {
                 // SAFETY: that was the last reference.
-                let alloc = unsafe { Entry::destroy(ptr) };
+                let alloc = unsafe { self.destroy(ptr) };
                 self.heap.adopt(pending, alloc, bytes).map(|_| ())
             }
             Some(_) => Ok(()),
@@ -830,9 +836,19 @@ impl Cache {
         // SAFETY: the caller holds the reference it gives up here.
         if unsafe { ptr.get() }.release() {
             // SAFETY: that was the last reference.
-            let alloc = unsafe { Entry::destroy(ptr) };
+            let alloc = unsafe { self.destroy(ptr) };
             self.free_allocation(alloc);
         }
+    }
+
+    /// [`Entry::destroy`], keeping the record's block for this thread's
+    /// next put.
+    ///
+    /// # Safety
+    /// As for [`Entry::destroy`].
+    unsafe fn destroy(&self, ptr: EntryPtr) -> Allocation {
+        // SAFETY: as the caller promises.
+        unsafe { self.records.destroy(self.heap.home(), ptr) }
     }
 
     fn free_allocation(&self, alloc: Allocation) {

@@ -11,7 +11,8 @@
 //! hash of the key, computed once at creation). It never touches the index,
 //! the policy's list or the heap: whoever drops the last reference gets the
 //! value's [`Allocation`] back from [`Entry::destroy`] and returns it to the
-//! heap.
+//! heap. A cache creates and destroys its records through a [`Recycler`],
+//! which keeps the blocks of destroyed records for the next puts.
 //!
 //! References: the index holds one from insertion until removal; every
 //! lookup that hands an entry out of the index (get, evict by key) takes one
@@ -28,6 +29,7 @@ use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU8, Ordering};
 
 use crate::error::{Error, Result};
 use crate::heap::Allocation;
+use crate::sync::Mutex;
 use crate::valgrind;
 
 /// Policy slot: the entry is not (yet) registered with the policy.
@@ -162,17 +164,33 @@ impl Entry {
     /// `locator` must be `index::hash(key) as u32`, which the caller has
     /// computed for its own lookup already.
     pub(crate) fn create_located(key: &[u8], locator: u32, links: bool) -> Result<EntryPtr> {
-        debug_assert_eq!(locator, crate::index::hash(key) as u32);
-        if key.len() > MAX_KEY {
-            return Err(Error::KeyTooLong(key.len()));
-        }
-        let size = Self::record_size(key.len(), links);
+        let size = Self::checked_size(key, links)?;
         let layout = Layout::from_size_align(size, ALIGN).map_err(|_| Error::OutOfMemory)?;
         // SAFETY: the layout has a non-zero size (the header alone is).
         let base = unsafe { alloc::alloc(layout) };
         if base.is_null() {
             return Err(Error::OutOfMemory);
         }
+        // SAFETY: a fresh block of the record's size.
+        Ok(unsafe { Self::init(base, key, locator, links) })
+    }
+
+    /// The record size for `key`, or the error for a key too long.
+    fn checked_size(key: &[u8], links: bool) -> Result<usize> {
+        if key.len() > MAX_KEY {
+            return Err(Error::KeyTooLong(key.len()));
+        }
+        Ok(Self::record_size(key.len(), links))
+    }
+
+    /// Writes a new record for `key` into `base`.
+    ///
+    /// # Safety
+    /// `base` is a block of `record_size(key.len(), links)` bytes from the
+    /// global allocator with alignment `ALIGN`, owned by the caller; what
+    /// it held before is overwritten, not read.
+    unsafe fn init(base: *mut u8, key: &[u8], locator: u32, links: bool) -> EntryPtr {
+        debug_assert_eq!(locator, crate::index::hash(key) as u32);
         // SAFETY: `base` points to `size` writable bytes aligned to ALIGN;
         // the links (when present) occupy the first LINKS bytes, the header
         // and the key the rest. LINKS is a multiple of ALIGN, so the header
@@ -205,7 +223,7 @@ impl Entry {
             // checkers they are synchronisation words, not data.
             valgrind::atomic_word(&(*header).slot);
             valgrind::atomic_word(&(*header).evicting);
-            Ok(EntryPtr(NonNull::new_unchecked(header)))
+            EntryPtr(NonNull::new_unchecked(header))
         }
     }
 
@@ -349,6 +367,19 @@ impl Entry {
     /// `ptr` is live, [`Entry::release`] returned `true` for it (or it was
     /// never published), and nothing uses it afterwards.
     pub(crate) unsafe fn destroy(ptr: EntryPtr) -> Allocation {
+        // SAFETY: as the caller promises.
+        let (alloc, base, size) = unsafe { Self::take_apart(ptr) };
+        // SAFETY: the block came from the global allocator with this layout.
+        unsafe { alloc::dealloc(base, Layout::from_size_align_unchecked(size, ALIGN)) };
+        alloc
+    }
+
+    /// The value's allocation, and the record's block and its size, which
+    /// the caller frees or reuses.
+    ///
+    /// # Safety
+    /// As for [`Entry::destroy`].
+    unsafe fn take_apart(ptr: EntryPtr) -> (Allocation, *mut u8, usize) {
         // SAFETY: the caller owns the record exclusively.
         unsafe {
             let e = ptr.as_ptr();
@@ -360,8 +391,160 @@ impl Entry {
             } else {
                 e as *mut u8
             };
-            alloc::dealloc(base, Layout::from_size_align_unchecked(size, ALIGN));
-            alloc
+            (alloc, base, size)
+        }
+    }
+}
+
+/// Record blocks a bin keeps at most.
+const KEPT_RECORDS: usize = 16;
+
+/// The blocks of destroyed records that a cache keeps for the records of
+/// its next puts, in bins of [`KEPT_RECORDS`], one bin per home of the
+/// heap (threads that share a home share its bin).
+///
+/// A put into a full cache destroys its victims' records and creates its
+/// own. When threads evict each other's entries, freeing a record that
+/// another thread allocated costs the allocator its cross-thread path
+/// (glibc: the other arena's lists and lock), and a thread that took a
+/// batch of victims frees more records at once than the allocator's
+/// thread cache holds. Kept here, a block goes from the evictor's victim
+/// straight to its next put: an uncontended lock of the thread's own bin.
+///
+/// Only exact sizes are reused, so a block keeps the layout it was
+/// allocated with. The blocks are freed when the recycler drops, with the
+/// cache: nothing outlives `vmemcache_delete` (SPEC §12 item 3). Kept
+/// blocks are not records: DRAM_SIZE_USED does not count them.
+pub(crate) struct Recycler {
+    bins: Box<[Bin]>,
+}
+
+/// One bin; `repr(C)` and the padding keep two threads' bins off each
+/// other's cache lines (without asking the allocator for alignment).
+#[repr(C)]
+struct Bin {
+    kept: Mutex<Kept>,
+    _pad: [u64; 8],
+}
+
+struct Kept {
+    len: usize,
+    blocks: [*mut u8; KEPT_RECORDS],
+    sizes: [usize; KEPT_RECORDS],
+}
+
+// SAFETY: the blocks are plain memory owned by the bin; only the holder of
+// the bin's lock touches them.
+unsafe impl Send for Kept {}
+
+impl Recycler {
+    /// A recycler with `bins` bins (at least one).
+    pub(crate) fn new(bins: usize) -> Result<Recycler> {
+        let mut v = Vec::new();
+        v.try_reserve_exact(bins.max(1))
+            .map_err(|_| Error::OutOfMemory)?;
+        v.resize_with(bins.max(1), || Bin {
+            kept: Mutex::new(Kept {
+                len: 0,
+                blocks: [ptr::null_mut(); KEPT_RECORDS],
+                sizes: [0; KEPT_RECORDS],
+            }),
+            _pad: [0; 8],
+        });
+        Ok(Recycler {
+            bins: v.into_boxed_slice(),
+        })
+    }
+
+    fn bin(&self, home: usize) -> &Bin {
+        &self.bins[home % self.bins.len()]
+    }
+
+    /// [`Entry::create_located`], in a block kept in bin `home` when one
+    /// of the record's size is there.
+    pub(crate) fn create(
+        &self,
+        home: usize,
+        key: &[u8],
+        locator: u32,
+        links: bool,
+    ) -> Result<EntryPtr> {
+        let size = Entry::checked_size(key, links)?;
+        let block = {
+            let mut kept = self.bin(home).kept.lock();
+            let len = kept.len;
+            match kept.sizes[..len].iter().rposition(|&s| s == size) {
+                Some(at) => {
+                    let block = kept.blocks[at];
+                    kept.blocks[at] = kept.blocks[len - 1];
+                    kept.sizes[at] = kept.sizes[len - 1];
+                    kept.len = len - 1;
+                    Some(block)
+                }
+                None => None,
+            }
+        };
+        match block {
+            Some(base) => {
+                // The record's last users dropped their references before
+                // its destroyer kept the block (the `Arc` protocol of
+                // `Entry::release`), and the bin's lock orders that before
+                // this: the checkers see only the lock, so they are told
+                // the block is new.
+                valgrind::fresh_memory(base, size);
+                // SAFETY: a block of this size and alignment, which the bin
+                // owned and now hands to us.
+                Ok(unsafe { Entry::init(base, key, locator, links) })
+            }
+            None => Entry::create_located(key, locator, links),
+        }
+    }
+
+    /// [`Entry::destroy`], keeping the record's block in bin `home` when
+    /// the bin has room.
+    ///
+    /// # Safety
+    /// As for [`Entry::destroy`].
+    pub(crate) unsafe fn destroy(&self, home: usize, ptr: EntryPtr) -> Allocation {
+        // SAFETY: as the caller promises.
+        let (alloc, base, size) = unsafe { Entry::take_apart(ptr) };
+        {
+            let mut kept = self.bin(home).kept.lock();
+            let len = kept.len;
+            if len < KEPT_RECORDS {
+                kept.blocks[len] = base;
+                kept.sizes[len] = size;
+                kept.len = len + 1;
+                return alloc;
+            }
+        }
+        // SAFETY: the block came from the global allocator with this layout.
+        unsafe { alloc::dealloc(base, Layout::from_size_align_unchecked(size, ALIGN)) };
+        alloc
+    }
+
+    /// Blocks kept in all bins (tests).
+    #[cfg(test)]
+    fn kept(&self) -> usize {
+        self.bins.iter().map(|b| b.kept.lock().len).sum()
+    }
+}
+
+impl Drop for Recycler {
+    fn drop(&mut self) {
+        for bin in self.bins.iter_mut() {
+            let kept = bin.kept.get_mut();
+            for i in 0..kept.len {
+                // SAFETY: each kept block came from the global allocator
+                // with this layout, and only the bin owns it.
+                unsafe {
+                    alloc::dealloc(
+                        kept.blocks[i],
+                        Layout::from_size_align_unchecked(kept.sizes[i], ALIGN),
+                    )
+                };
+            }
+            kept.len = 0;
         }
     }
 }
@@ -455,5 +638,97 @@ mod tests {
         assert!(e.release());
         // SAFETY: last reference dropped.
         unsafe { Entry::destroy(p) };
+    }
+
+    /// Creates a record through `r` (bin `home`) with a value size, marks
+    /// it used in every way a cache would, and returns it.
+    fn used_record(r: &Recycler, home: usize, key: &[u8], links: bool) -> EntryPtr {
+        let p = r
+            .create(home, key, crate::index::hash(key) as u32, links)
+            .unwrap();
+        // SAFETY: not published.
+        unsafe { Entry::set_value(p, 77, Allocation::EMPTY) };
+        // SAFETY: we own the only reference.
+        let e = unsafe { p.get() };
+        e.slot().store(SLOT_REMOVED, Ordering::Relaxed);
+        assert!(e.try_claim());
+        if links {
+            // SAFETY: we own the record.
+            unsafe { *e.links().next.get() = e as *const Entry };
+        }
+        p
+    }
+
+    #[test]
+    fn a_destroyed_record_is_reused_whole_and_fresh() {
+        for links in [false, true] {
+            let r = Recycler::new(2).unwrap();
+            let old = used_record(&r, 0, b"old key", links);
+            // SAFETY: never published; ours.
+            let alloc = unsafe { r.destroy(0, old) };
+            assert!(alloc.is_empty());
+            assert_eq!(r.kept(), 1);
+            // Another size, or another bin, allocates anew.
+            let hash = |k: &[u8]| crate::index::hash(k) as u32;
+            let longer = r.create(0, b"old key!", hash(b"old key!"), links);
+            let elsewhere = r.create(1, b"new key", hash(b"new key"), links);
+            let (longer, elsewhere) = (longer.unwrap(), elsewhere.unwrap());
+            assert_ne!(longer, old);
+            assert_ne!(elsewhere, old);
+            assert_eq!(r.kept(), 1);
+            // The same size in the same bin takes the block, as new.
+            let key = b"new key";
+            let p = r
+                .create(0, key, crate::index::hash(key) as u32, links)
+                .unwrap();
+            assert_eq!(p, old, "the block is reused");
+            assert_eq!(r.kept(), 0);
+            // SAFETY: we own the only reference.
+            let e = unsafe { p.get() };
+            assert_eq!(e.key(), key);
+            assert_eq!(e.locator(), crate::index::hash(key) as u32);
+            assert_eq!(e.vsize(), 0);
+            assert!(e.allocation().is_empty());
+            assert_eq!(e.refs(), 1);
+            assert_eq!(e.slot().load(Ordering::Relaxed), SLOT_UNREGISTERED);
+            assert!(!e.is_claimed());
+            assert_eq!(e.has_links(), links);
+            if links {
+                // SAFETY: we own the record.
+                unsafe { assert!((*e.links().next.get()).is_null()) };
+            }
+            for q in [p, longer, elsewhere] {
+                // SAFETY: ours, never published.
+                unsafe { Entry::destroy(q) };
+            }
+        }
+    }
+
+    #[test]
+    fn a_bin_keeps_a_bounded_number_of_blocks() {
+        let r = Recycler::new(1).unwrap();
+        let records: Vec<EntryPtr> = (0..KEPT_RECORDS as u32 + 5)
+            .map(|i| used_record(&r, 0, &i.to_le_bytes(), true))
+            .collect();
+        for &p in &records {
+            // SAFETY: never published; ours.
+            unsafe { r.destroy(0, p) };
+        }
+        assert_eq!(r.kept(), KEPT_RECORDS, "the rest were freed");
+        // Any home maps to the only bin.
+        let again: Vec<EntryPtr> = (0..KEPT_RECORDS as u32)
+            .map(|i| used_record(&r, 7, &i.to_le_bytes(), true))
+            .collect();
+        assert_eq!(r.kept(), 0);
+        assert!(again.iter().all(|p| records[..KEPT_RECORDS].contains(p)));
+        for (i, &p) in again.iter().enumerate() {
+            // SAFETY: ours.
+            assert_eq!(unsafe { p.get() }.key(), (i as u32).to_le_bytes());
+            // SAFETY: never published; ours.
+            unsafe { r.destroy(0, p) };
+        }
+        // Dropping the recycler frees what it keeps (miri and valgrind
+        // would report a leak).
+        drop(r);
     }
 }

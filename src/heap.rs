@@ -1201,6 +1201,17 @@ impl Heap {
         }
     }
 
+    /// The calling thread's home, below [`Heap::homes`]: the arena it
+    /// allocates from first, whose spare it keeps extents in.
+    pub(crate) fn home(&self) -> usize {
+        home_arena(thread_ticket(), self.spares.len())
+    }
+
+    /// How many homes threads are spread over.
+    pub(crate) fn homes(&self) -> usize {
+        self.spares.len()
+    }
+
     /// Takes up to `want` extents into `pending`; returns how many.
     fn obtain(&self, pending: &mut PendingAlloc, want: usize) -> Result<usize> {
         let n = self.arenas.len();

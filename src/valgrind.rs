@@ -43,6 +43,11 @@ const HAPPENS_BEFORE: usize = 0x4847_0121;
 /// `VG_USERREQ__DRD_ANNOTATE_HAPPENS_AFTER`.
 #[cfg(all(feature = "valgrind", target_arch = "x86_64"))]
 const HAPPENS_AFTER: usize = 0x4847_0122;
+/// helgrind `VG_USERREQ__HG_CLEAN_MEMORY` = drd
+/// `VG_USERREQ__DRD_CLEAN_MEMORY` (`VG_USERREQ_TOOL_BASE('H','G')`;
+/// address, length).
+#[cfg(all(feature = "valgrind", target_arch = "x86_64"))]
+const CLEAN_MEMORY: usize = 0x4847_0000;
 /// helgrind `_VG_USERREQ__HG_ARANGE_MAKE_UNTRACKED` (address, length).
 #[cfg(all(feature = "valgrind", target_arch = "x86_64"))]
 const HG_UNTRACKED: usize = 0x4847_0127;
@@ -113,6 +118,16 @@ pub(crate) fn atomic_word<T: ?Sized>(word: &T) {
     }
 }
 
+/// The `len` bytes at `start` are reused as if newly allocated: the
+/// checkers forget the accesses of their previous life, as they do when a
+/// block is freed. The caller knows, through synchronisation the checkers
+/// cannot see, that those accesses happened before.
+#[inline(always)]
+pub(crate) fn fresh_memory(start: *const u8, len: usize) {
+    #[cfg(all(feature = "valgrind", target_arch = "x86_64"))]
+    request(CLEAN_MEMORY, start as usize, len);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +142,7 @@ mod tests {
         happens_before(&word);
         happens_after(&word);
         happens_before(&data[..]);
+        fresh_memory(data.as_ptr() as *const u8, 8);
         data[1] = 7;
         assert_eq!(word.load(Ordering::Relaxed), 5);
         assert_eq!(data, [1, 7, 3]);
