@@ -354,9 +354,18 @@ struct Lru {
     /// eviction (0: none), written under the mutex, read without it: the
     /// next put can start fetching where that victim sits in the index.
     /// One word of its own allocation, whose address stays put when the
-    /// LRU moves (valgrind's thread checkers are told it is atomic).
+    /// LRU moves (valgrind's thread checkers are told it is atomic): the
+    /// word at [`Lru::next_at`], which starts a cache line of the
+    /// allocation that no other word in use shares, so that its readers
+    /// miss only when an eviction wrote it.
     next_victim: Box<[AtomicU64]>,
+    /// Index of the word of `next_victim` in use.
+    next_at: usize,
 }
+
+/// Words allocated for [`Lru::next_victim`]: two cache lines, of which
+/// one starts within the first line whatever the allocation's alignment.
+const NEXT_WORDS: usize = 16;
 
 /// Flag of [`Lru::next_victim`]: a locator is there.
 const NEXT_KNOWN: u64 = 1 << 32;
@@ -660,10 +669,11 @@ impl Lru {
         }
         let mut next_victim = Vec::new();
         next_victim
-            .try_reserve_exact(1)
+            .try_reserve_exact(NEXT_WORDS)
             .map_err(|_| Error::OutOfMemory)?;
-        next_victim.push(AtomicU64::new(0));
+        next_victim.resize_with(NEXT_WORDS, || AtomicU64::new(0));
         let next_victim = next_victim.into_boxed_slice();
+        let next_at = (next_victim.as_ptr() as usize).wrapping_neg() % 64 / 8;
         valgrind::atomic_word(&next_victim[..]);
         Ok(Lru {
             rings,
@@ -672,6 +682,7 @@ impl Lru {
             _read_mostly: [0; 12],
             list: Mutex::new(List::new()),
             next_victim,
+            next_at,
         })
     }
 
@@ -882,7 +893,7 @@ impl Lru {
             NEXT_KNOWN | u64::from(unsafe { (*list.head).locator() })
         };
         // Relaxed: a hint for a prefetch; nothing is published through it.
-        self.next_victim[0].store(next, Ordering::Relaxed);
+        self.next_victim[self.next_at].store(next, Ordering::Relaxed);
     }
 
     /// Tries to evict an entry whose mark was just popped; when it cannot
@@ -1216,7 +1227,8 @@ impl Repl {
     /// the last eviction ([`Entry::locator`]); `None` before any eviction,
     /// after one that emptied the list, and under policy NONE.
     pub(crate) fn next_victim(&self) -> Option<u32> {
-        let next = self.lru.as_ref()?.next_victim[0].load(Ordering::Relaxed);
+        let lru = self.lru.as_ref()?;
+        let next = lru.next_victim[lru.next_at].load(Ordering::Relaxed);
         (next & NEXT_KNOWN != 0).then_some(next as u32)
     }
 
