@@ -771,10 +771,11 @@ impl ArenaRef<'_> {
         // happens-before path) allocates sees at least this value by
         // coherence, so no free extent is overlooked by a later alloc.
         self.free_hint.store(state.free, Ordering::Relaxed);
+        // The arena's mutex is held by every change of `runs`.
         if state.runs >= runs_before {
-            self.runs.add((state.runs - runs_before) as u64);
+            self.runs.add_locked((state.runs - runs_before) as u64);
         } else {
-            self.runs.sub((runs_before - state.runs) as u64);
+            self.runs.sub_locked((runs_before - state.runs) as u64);
         }
         // Relaxed: read only to compute the advisory HEAP_ENTRIES.
         self.edges.store(state.edges, Ordering::Relaxed);
@@ -1118,6 +1119,7 @@ impl Heap {
         // data, for valgrind's thread checkers.
         for arena in arenas.iter() {
             valgrind::atomic_word(&arena.edges);
+            arena.runs.announce_atomic();
         }
         valgrind::atomic_word(&hints.free[..]);
         valgrind::atomic_word(&hints.no_run_from[..]);
