@@ -22,8 +22,8 @@ use crate::pool::Pool;
 use crate::repl::{Repl, MAX_VICTIMS};
 use crate::stats::Stat;
 
-/// Most pool bytes a put evicts beyond its need when another thread's put
-/// evicted last (never more than a 256th of the pool); see
+/// Most pool bytes a put evicts beyond its need when puts of several
+/// threads evict in turn (never more than a 256th of the pool); see
 /// [`Cache::evict_victim`].
 const AHEAD_BYTES: usize = 16 << 10;
 
@@ -331,7 +331,8 @@ impl CacheBuilder {
 /// called from many threads at once; callbacks may re-enter the cache.
 pub struct Cache {
     // Field order is drop order: entries are freed (in Drop) first, then
-    // the index and policy, then the heap, and the pool is unmapped last.
+    // the index and policy, the kept record blocks, the heap, and the pool
+    // is unmapped last.
     index: Index,
     repl: Repl,
     /// Blocks of destroyed records, for the records of the next puts.
@@ -742,13 +743,12 @@ impl Cache {
         // With an `on_evict` callback, one victim at a time: the callback
         // may put (and evict) itself, and must not find victims of this put
         // claimed and still holding their extents.
-        let need = if self.on_evict.is_some() { 0 } else { bytes };
-        let mut victims = [None; MAX_VICTIMS];
-        let ahead = if self.on_evict.is_some() {
-            0
+        let (need, ahead) = if self.on_evict.is_some() {
+            (0, 0)
         } else {
-            AHEAD_BYTES.min(self.pool.len() / 256)
+            (bytes, AHEAD_BYTES.min(self.pool.len() / 256))
         };
+        let mut victims = [None; MAX_VICTIMS];
         let n = self
             .repl
             .evict_victims(need, ahead, self.heap.extent_size(), &mut victims)?;

@@ -1475,6 +1475,11 @@ mod tests {
         assert_eq!(victim(&repl), Ok(1));
         assert_eq!(repl.next_victim(), None, "the list is empty");
         assert_eq!(Repl::new(Policy::None).unwrap().next_victim(), None);
+        // The word starts a cache line inside its allocation.
+        let lru = repl.lru.as_ref().unwrap();
+        let word = &lru.next_victim[lru.next_at] as *const AtomicU64 as usize;
+        assert_eq!(word % 64, 0);
+        assert!(lru.next_at + 8 <= NEXT_WORDS, "the whole line is ours");
     }
 
     #[test]
