@@ -27,7 +27,9 @@
 //! them: a get is two misses deep instead of three. The tries are
 //! otherwise canonical critnibs, locked by their shard's lock. The roots
 //! cost 16 bytes per two extents, 32 MiB at most (reached from a pool of
-//! 1 GiB of 256-byte extents). They are not counted in `DRAM_SIZE_USED`
+//! 1 GiB of 256-byte extents), all in one mapping, in transparent huge
+//! pages where the kernel gives them, so that reading a root at random does
+//! not begin with a page walk. They are not counted in `DRAM_SIZE_USED`
 //! (nor were the original's shard headers); with sharding disabled there
 //! is a single trie, without pairs, whose node accounting is exactly the
 //! original's.
@@ -664,14 +666,11 @@ struct Trie {
     second: Slot,
 }
 
-impl Trie {
-    const fn new() -> Trie {
-        Trie {
-            root: Slot::EMPTY,
-            second: Slot::EMPTY,
-        }
-    }
+// An empty trie is zero bytes, what a fresh anonymous mapping holds (see
+// `RootMemory`).
+const _: () = assert!(Slot::EMPTY.0 == 0);
 
+impl Trie {
     /// The entry whose key is `key`; `locator` is the key's
     /// ([`Entry::locator`]); `pairs` tells whether the trie's index has
     /// paired roots.
@@ -1130,6 +1129,102 @@ fn abbrev(key: &[u8]) -> &[u8] {
 // ---------------------------------------------------------------------------
 // Shards and the index
 
+/// Size of a huge page of the x86-64 and AArch64 kernels' transparent huge
+/// pages (a 4 KiB base page's PMD).
+const HUGE_PAGE: usize = 2 << 20;
+
+/// Every shard's array of tries, in one anonymous mapping. A large index's
+/// roots take tens of MiB (16 bytes per trie, 2 M tries for a 1 GiB pool of
+/// 256-byte extents), and every lookup reads one at random: in 4 KiB pages
+/// each of those reads began with a page walk whose table entries had left
+/// the caches. From [`HUGE_PAGE`] up the mapping starts on a huge page's
+/// boundary and is advised for transparent huge pages, so that a few TLB
+/// entries cover all the roots. The pages are zero, which is an empty trie.
+struct RootMemory {
+    map: memmap2::MmapMut,
+    /// Offset of the first trie in `map` (the huge page alignment).
+    start: usize,
+}
+
+impl RootMemory {
+    /// Zeroed room for `count` tries.
+    fn new(count: usize) -> Result<RootMemory> {
+        let len = count
+            .checked_mul(size_of::<Trie>())
+            .ok_or(Error::OutOfMemory)?;
+        let huge = len >= HUGE_PAGE;
+        let slack = if huge { HUGE_PAGE } else { 0 };
+        let map = memmap2::MmapOptions::new()
+            .len(len.checked_add(slack).ok_or(Error::OutOfMemory)?.max(1))
+            .map_anon()
+            .map_err(|_| Error::OutOfMemory)?;
+        let base = map.as_ptr() as usize;
+        let start = if huge {
+            base.next_multiple_of(HUGE_PAGE) - base
+        } else {
+            0
+        };
+        // SAFETY: the range lies inside the mapping.
+        let addr = unsafe { map.as_ptr().add(start) } as *mut libc::c_void;
+        if huge {
+            // Advice only: without huge pages the roots work the same.
+            // SAFETY: advice on a range of a mapping this function owns.
+            let _ = unsafe { libc::madvise(addr, len, libc::MADV_HUGEPAGE) };
+        }
+        // Every page allocated now, as an array on the heap would be when
+        // filled with empty tries: no page fault (nor a huge page's zeroing)
+        // in the middle of a put. EINVAL: a kernel older than the request
+        // (5.14); the pages then come on first touch.
+        // SAFETY: as above; the pages are zero-filled, nothing is
+        // overwritten.
+        if len != 0
+            && unsafe { libc::madvise(addr, len, libc::MADV_POPULATE_WRITE) } != 0
+            && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL)
+        {
+            return Err(Error::OutOfMemory);
+        }
+        Ok(RootMemory { map, start })
+    }
+
+    /// The first trie.
+    fn base(&self) -> NonNull<Trie> {
+        // The mapping is page-aligned, and so is `start`: the tries are
+        // aligned; a mapping is never at address 0.
+        NonNull::new(self.map.as_ptr().wrapping_add(self.start) as *mut Trie)
+            .expect("a mapping is not null")
+    }
+}
+
+/// One shard's array of tries, a part of the index's [`RootMemory`], which
+/// outlives it.
+struct Tries {
+    first: NonNull<Trie>,
+    len: usize,
+}
+
+// SAFETY: a `Tries` is the unique owner of its part of the mapping, as a
+// `Box<[Trie]>` is of its array; `Trie` is `Send` and `Sync`.
+unsafe impl Send for Tries {}
+// SAFETY: as above.
+unsafe impl Sync for Tries {}
+
+impl std::ops::Deref for Tries {
+    type Target = [Trie];
+
+    fn deref(&self) -> &[Trie] {
+        // SAFETY: `len` zero-initialised (empty) tries at `first`, inside
+        // the mapping, which lives as long as the index and so as `self`.
+        unsafe { std::slice::from_raw_parts(self.first.as_ptr(), self.len) }
+    }
+}
+
+impl std::ops::DerefMut for Tries {
+    fn deref_mut(&mut self) -> &mut [Trie] {
+        // SAFETY: as in `deref`; the parts of the shards do not overlap.
+        unsafe { std::slice::from_raw_parts_mut(self.first.as_ptr(), self.len) }
+    }
+}
+
 /// One shard: its tries, their lock and its counters, on cache lines of
 /// its own, so a get writes no line but its shard's (the read lock writes
 /// one anyway).
@@ -1137,7 +1232,7 @@ fn abbrev(key: &[u8]) -> &[u8] {
 struct Shard {
     /// The shard's tries; a key's trie is picked by hash bits above the
     /// shard number (see [`Index::locate`]).
-    trie: RwLock<Box<[Trie]>>,
+    trie: RwLock<Tries>,
     puts: Counter,
     evictions: Counter,
     entries: Counter,
@@ -1147,7 +1242,7 @@ struct Shard {
 }
 
 impl Shard {
-    fn new(tries: Box<[Trie]>) -> Shard {
+    fn new(tries: Tries) -> Shard {
         Shard {
             trie: RwLock::new(tries),
             puts: Counter::new(),
@@ -1180,6 +1275,9 @@ pub(crate) struct Index {
     /// a key or two. A single trie per shard keeps the original's canonical
     /// critnib, and with it the original's node count in `DRAM_SIZE_USED`.
     pairs: bool,
+    /// Where the shards' tries are; declared after `shards`, so dropped
+    /// after them.
+    _memory: RootMemory,
 }
 
 #[allow(dead_code)]
@@ -1213,23 +1311,21 @@ impl Index {
         } else {
             1
         };
+        let memory = RootMemory::new(count * tries)?;
         let mut shards = Vec::new();
         shards
             .try_reserve_exact(count)
             .map_err(|_| Error::OutOfMemory)?;
-        for _ in 0..count {
-            let mut roots = Vec::new();
-            roots
-                .try_reserve_exact(tries)
-                .map_err(|_| Error::OutOfMemory)?;
-            roots.extend((0..tries).map(|_| Trie::new()));
-            shards.push(Shard::new(roots.into_boxed_slice()));
+        for n in 0..count {
+            // SAFETY: `count * tries` tries fit in the mapping.
+            let first = unsafe { memory.base().add(n * tries) };
+            shards.push(Shard::new(Tries { first, len: tries }));
         }
         let mut roots = Vec::new();
         roots
             .try_reserve_exact(count)
             .map_err(|_| Error::OutOfMemory)?;
-        // The tries' heap arrays stay where they are when the boxes move.
+        // The tries stay where they are in the mapping when the shards move.
         roots.extend(
             shards
                 .iter_mut()
@@ -1241,6 +1337,7 @@ impl Index {
             mask: count - 1,
             tree_mask: tries - 1,
             pairs,
+            _memory: memory,
         };
         // Counters stored to under the write lock and read without it
         // (statistics): atomics, not data, for valgrind's thread checkers.
@@ -3023,5 +3120,34 @@ mod tests {
                 assert_eq!(root, shard.trie.read().as_ptr() as usize);
             }
         }
+    }
+
+    #[test]
+    fn roots_lie_in_one_mapping_on_huge_page_boundaries() {
+        let big = Index::for_capacity(true, usize::MAX / 2).unwrap();
+        let small = Index::for_capacity(true, SHARDS * KEYS_PER_TRIE).unwrap();
+        let single = Index::new(false).unwrap();
+        // 32 MiB of roots: from a huge page's start, the shards' arrays one
+        // after another.
+        let first = big.roots[0];
+        assert_eq!(first % HUGE_PAGE, 0);
+        assert!(SHARDS * MAX_TRIES * size_of::<Trie>() >= HUGE_PAGE);
+        for (n, &root) in big.roots.iter().enumerate() {
+            assert_eq!(root, first + n * MAX_TRIES * size_of::<Trie>());
+        }
+        // Every trie starts empty, and the last one of the last shard is
+        // inside the mapping.
+        for index in [&big, &small, &single] {
+            for shard in index.shards.iter() {
+                let tries = shard.trie.read();
+                assert_eq!(tries.len(), index.tries_per_shard());
+                assert!(tries
+                    .iter()
+                    .all(|t| t.root.is_empty() && t.second.is_empty()));
+            }
+        }
+        // Smaller ones need no alignment beyond a page's.
+        assert_eq!(small.roots[0] % 4096, 0);
+        assert_eq!(small.roots[1], small.roots[0] + size_of::<Trie>());
     }
 }
