@@ -1141,59 +1141,57 @@ const HUGE_PAGE: usize = 2 << 20;
 /// boundary and is advised for transparent huge pages, so that a few TLB
 /// entries cover all the roots. The pages are zero, which is an empty trie.
 struct RootMemory {
-    map: memmap2::MmapMut,
-    /// Offset of the first trie in `map` (the huge page alignment).
-    start: usize,
+    /// Owns the pages; unmapped on drop.
+    _map: memmap2::MmapMut,
+    /// The first trie: the mapping's start, or its first huge page
+    /// boundary.
+    first: NonNull<Trie>,
 }
 
 impl RootMemory {
-    /// Zeroed room for `count` tries.
+    /// Zeroed room for `count` tries (at least one).
     fn new(count: usize) -> Result<RootMemory> {
         let len = count
             .checked_mul(size_of::<Trie>())
             .ok_or(Error::OutOfMemory)?;
         let huge = len >= HUGE_PAGE;
         let slack = if huge { HUGE_PAGE } else { 0 };
-        let map = memmap2::MmapOptions::new()
-            .len(len.checked_add(slack).ok_or(Error::OutOfMemory)?.max(1))
+        let mut map = memmap2::MmapOptions::new()
+            .len(len.checked_add(slack).ok_or(Error::OutOfMemory)?)
             .map_anon()
             .map_err(|_| Error::OutOfMemory)?;
-        let base = map.as_ptr() as usize;
+        let base = map.as_mut_ptr();
         let start = if huge {
-            base.next_multiple_of(HUGE_PAGE) - base
+            (base as usize).next_multiple_of(HUGE_PAGE) - base as usize
         } else {
             0
         };
-        // SAFETY: the range lies inside the mapping.
-        let addr = unsafe { map.as_ptr().add(start) } as *mut libc::c_void;
+        // A page-aligned offset inside the mapping: the tries are aligned.
+        let addr = base.wrapping_add(start);
         if huge {
             // Advice only: without huge pages the roots work the same.
             // SAFETY: advice on a range of a mapping this function owns.
-            let _ = unsafe { libc::madvise(addr, len, libc::MADV_HUGEPAGE) };
+            let _ = unsafe { libc::madvise(addr.cast(), len, libc::MADV_HUGEPAGE) };
         }
         // Every page allocated now, as an array on the heap would be when
         // filled with empty tries: no page fault (nor a huge page's zeroing)
-        // in the middle of a put. EINVAL: a kernel older than the request
-        // (5.14); the pages then come on first touch.
-        // SAFETY: as above; the pages are zero-filled, nothing is
-        // overwritten.
-        if len != 0
-            && unsafe { libc::madvise(addr, len, libc::MADV_POPULATE_WRITE) } != 0
-            && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL)
-        {
+        // in the middle of a put.
+        // SAFETY: the mapping is this function's.
+        if !unsafe { crate::pool::populate(addr.cast(), len) } {
             return Err(Error::OutOfMemory);
         }
-        Ok(RootMemory { map, start })
-    }
-
-    /// The first trie.
-    fn base(&self) -> NonNull<Trie> {
-        // The mapping is page-aligned, and so is `start`: the tries are
-        // aligned; a mapping is never at address 0.
-        NonNull::new(self.map.as_ptr().wrapping_add(self.start) as *mut Trie)
-            .expect("a mapping is not null")
+        Ok(RootMemory {
+            first: NonNull::new(addr.cast()).ok_or(Error::OutOfMemory)?,
+            _map: map,
+        })
     }
 }
+
+// SAFETY: the index owns the mapping; `first` is only read, and the tries
+// it points to are reached through the shards' locks.
+unsafe impl Send for RootMemory {}
+// SAFETY: as above.
+unsafe impl Sync for RootMemory {}
 
 /// One shard's array of tries, a part of the index's [`RootMemory`], which
 /// outlives it.
@@ -1262,10 +1260,6 @@ impl Shard {
 /// before dropping it.
 pub(crate) struct Index {
     shards: Box<[Shard]>,
-    /// Address of each shard's array of tries, fixed at creation (the
-    /// arrays are never replaced), so that [`Index::prefetch`] can name a
-    /// root without the shard's lock.
-    roots: Box<[usize]>,
     /// Shard number mask: 255 with sharding, 0 without.
     mask: usize,
     /// Trie number mask within a shard: tries per shard minus one.
@@ -1275,9 +1269,10 @@ pub(crate) struct Index {
     /// a key or two. A single trie per shard keeps the original's canonical
     /// critnib, and with it the original's node count in `DRAM_SIZE_USED`.
     pairs: bool,
-    /// Where the shards' tries are; declared after `shards`, so dropped
-    /// after them.
-    _memory: RootMemory,
+    /// Where the shards' tries are, one shard's after another's, fixed at
+    /// creation, so that [`Index::prefetch`] can name a root without the
+    /// shard's lock; declared after `shards`, so dropped after them.
+    memory: RootMemory,
 }
 
 #[allow(dead_code)]
@@ -1318,26 +1313,15 @@ impl Index {
             .map_err(|_| Error::OutOfMemory)?;
         for n in 0..count {
             // SAFETY: `count * tries` tries fit in the mapping.
-            let first = unsafe { memory.base().add(n * tries) };
+            let first = unsafe { memory.first.add(n * tries) };
             shards.push(Shard::new(Tries { first, len: tries }));
         }
-        let mut roots = Vec::new();
-        roots
-            .try_reserve_exact(count)
-            .map_err(|_| Error::OutOfMemory)?;
-        // The tries stay where they are in the mapping when the shards move.
-        roots.extend(
-            shards
-                .iter_mut()
-                .map(|shard| shard.trie.get_mut().as_ptr() as usize),
-        );
         let index = Index {
-            roots: roots.into_boxed_slice(),
             shards: shards.into_boxed_slice(),
             mask: count - 1,
             tree_mask: tries - 1,
             pairs,
-            _memory: memory,
+            memory,
         };
         // Counters stored to under the write lock and read without it
         // (statistics): atomics, not data, for valgrind's thread checkers.
@@ -1378,11 +1362,19 @@ impl Index {
     /// early. A hint only; it reads nothing.
     #[inline]
     pub(crate) fn prefetch(&self, locator: u32) {
+        crate::hint::prefetch(self.root_of(locator));
+    }
+
+    /// Where the trie of keys of locator `locator` lies: the shards' arrays
+    /// follow one another in the mapping.
+    #[inline]
+    fn root_of(&self, locator: u32) -> *const Trie {
         let (shard, tree) = self.place(locator as usize);
-        let Some(&base) = self.roots.get(shard) else {
-            return;
-        };
-        crate::hint::prefetch(base.wrapping_add(tree * size_of::<Trie>()) as *const Trie);
+        let tries = self.tree_mask + 1;
+        self.memory
+            .first
+            .as_ptr()
+            .wrapping_add(shard * tries + tree)
     }
 
     /// The shard number of `key`.
@@ -3116,8 +3108,14 @@ mod tests {
         assert_eq!(seen.len(), 8);
         // The roots a prefetch names are the shards' arrays of tries.
         for index in [&small, &mid, &big, &single] {
-            for (shard, &root) in index.shards.iter().zip(index.roots.iter()) {
-                assert_eq!(root, shard.trie.read().as_ptr() as usize);
+            let last = index.tree_mask;
+            for (n, shard) in index.shards.iter().enumerate() {
+                let tries = shard.trie.read();
+                for tree in [0, last] {
+                    let locator = (n | tree << SHARD_BITS) as u32;
+                    assert_eq!(index.place(locator as usize), (n, tree));
+                    assert_eq!(index.root_of(locator), &tries[tree] as *const Trie);
+                }
             }
         }
     }
@@ -3129,11 +3127,12 @@ mod tests {
         let single = Index::new(false).unwrap();
         // 32 MiB of roots: from a huge page's start, the shards' arrays one
         // after another.
-        let first = big.roots[0];
+        let root = |index: &Index, shard: usize| index.shards[shard].trie.read().as_ptr() as usize;
+        let first = root(&big, 0);
         assert_eq!(first % HUGE_PAGE, 0);
         assert!(SHARDS * MAX_TRIES * size_of::<Trie>() >= HUGE_PAGE);
-        for (n, &root) in big.roots.iter().enumerate() {
-            assert_eq!(root, first + n * MAX_TRIES * size_of::<Trie>());
+        for n in 0..SHARDS {
+            assert_eq!(root(&big, n), first + n * MAX_TRIES * size_of::<Trie>());
         }
         // Every trie starts empty, and the last one of the last shard is
         // inside the mapping.
@@ -3147,7 +3146,7 @@ mod tests {
             }
         }
         // Smaller ones need no alignment beyond a page's.
-        assert_eq!(small.roots[0] % 4096, 0);
-        assert_eq!(small.roots[1], small.roots[0] + size_of::<Trie>());
+        assert_eq!(root(&small, 0) % 4096, 0);
+        assert_eq!(root(&small, 1), root(&small, 0) + size_of::<Trie>());
     }
 }

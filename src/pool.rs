@@ -510,6 +510,20 @@ fn thp_setting_allows_advice(setting: &str) -> bool {
     setting.contains("[always]") || setting.contains("[madvise]")
 }
 
+/// Allocates every page of the `len` bytes at `addr` now, with
+/// `MADV_POPULATE_WRITE`. False when the memory cannot be had; true on a
+/// kernel older than the request (5.14, `EINVAL`) too, where the pages
+/// come on first touch.
+///
+/// # Safety
+/// The range lies in a private anonymous mapping of the caller's; its
+/// pages are zero-filled and nothing is overwritten.
+pub(crate) unsafe fn populate(addr: *mut libc::c_void, len: usize) -> bool {
+    // SAFETY: as the caller promises.
+    let done = unsafe { libc::madvise(addr, len, libc::MADV_POPULATE_WRITE) } == 0;
+    done || last_errno() == libc::EINVAL
+}
+
 /// The pool of a tmpfs directory as private anonymous memory: advised for
 /// huge pages, left out of core dumps, populated. `None` when the memory
 /// cannot be mapped or populated.
@@ -524,12 +538,8 @@ fn tmpfs_memory(len: usize) -> Option<Pool> {
     }
     // Every page allocated now, as the file's reservation did: a later
     // shortage of memory cannot then strike in the middle of a put.
-    // EINVAL: a kernel older than the request (5.14); the pages then come
-    // on first touch.
-    // SAFETY: as above; the pages are zero-filled, nothing is overwritten.
-    if unsafe { libc::madvise(addr, len, libc::MADV_POPULATE_WRITE) } != 0
-        && last_errno() != libc::EINVAL
-    {
+    // SAFETY: the mapping is this function's.
+    if !unsafe { populate(addr, len) } {
         return None;
     }
     Some(Pool {
