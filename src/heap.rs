@@ -924,9 +924,17 @@ fn atomic_words(values: impl ExactSizeIterator<Item = usize>) -> Result<Box<[Ato
 /// nobody has in a cache and that are rarely read back soon: ordinary
 /// stores first read every line from memory (and the insertion's lock then
 /// waits for all of them), streaming stores write the lines without
-/// reading them and leave the caches to the index and the records. Below
-/// about a kilobyte the fence they need costs more than it saves.
-const STREAM_FROM: usize = 1024;
+/// reading them and leave the caches to the index and the records. But the
+/// fence they need, and the insertion's lock after it, wait until every
+/// streamed line has reached memory, while ordinary stores only wait until
+/// the lines are in the cache: below 8 KiB that costs more than the reads
+/// it saves (see BENCHMARKS.md).
+const STREAM_FROM: usize = 8192;
+
+/// Most bytes of a value's place in the pool that a put asks for ahead of
+/// its write: the lines beyond are left to the processor's own prefetching
+/// of the copy's sequential stores.
+const PREFETCH_WRITE: usize = 1024;
 
 /// Copies `n` bytes from `src` to `dst` (not overlapping), with streaming
 /// stores where the target supports them. [`stream_fence`] must follow
@@ -1738,24 +1746,28 @@ impl Heap {
 
     /// Asks for the pool lines that a write of `bytes` bytes into `alloc`
     /// (from its first byte) will store to ([`crate::hint::prefetch_for_write`]),
-    /// as part of a value of `value_len` bytes. A put that takes a victim's
+    /// at most [`PREFETCH_WRITE`] bytes' worth, as part of a value of
+    /// `value_len` bytes. A put that takes a victim's
     /// extents calls it as soon as it knows them: the lines, cold, then
     /// arrive while the eviction waits for its own misses, instead of
     /// holding up the insertion's lock, which waits for the copy's stores.
     /// Values that [`Heap::write`] streams are left alone.
     pub(crate) fn prefetch_write(&self, alloc: &Allocation, bytes: usize, value_len: usize) {
         if value_len < STREAM_FROM {
-            self.each_line(alloc, bytes, crate::hint::prefetch_for_write);
+            self.each_line(
+                alloc,
+                bytes.min(PREFETCH_WRITE),
+                crate::hint::prefetch_for_write,
+            );
         }
     }
 
-    /// Asks for the lines of the first [`STREAM_FROM`] bytes of the run
+    /// Asks for the lines of the first [`PREFETCH_WRITE`] bytes of the run
     /// `[start, start + len)`, which a put has just kept in its spare: its
     /// thread's next put most likely writes the beginning of its value
-    /// there. A value long enough to reach further is streamed
-    /// ([`Heap::write`]) and needs none of its lines in the cache.
+    /// there.
     fn prefetch_spare(&self, start: usize, len: usize) {
-        let bytes = (len * self.extent_size).min(STREAM_FROM);
+        let bytes = (len * self.extent_size).min(PREFETCH_WRITE);
         self.run_lines(start, bytes, crate::hint::prefetch_for_write);
     }
 
@@ -3115,6 +3127,33 @@ mod tests {
         f.validate_with(&live).unwrap();
         f.free(alloc);
         assert_stats(&f, (4064 - 10) * 256, 10);
+        free_all(&f, kept);
+        assert_stats(&f, 0, 1);
+    }
+
+    #[test]
+    fn values_read_back_on_both_sides_of_the_streaming_size() {
+        // Extents of 300 bytes: runs start off 16-byte boundaries, so the
+        // streamed copy's unaligned head and tail are used too.
+        let f = Fixture::new(MIB, 300);
+        let kept = checkerboard(&f, 120);
+        for (seed, size) in [
+            (1, STREAM_FROM - 1),
+            (2, STREAM_FROM),
+            (3, STREAM_FROM + 17),
+            (4, 3 * STREAM_FROM + 5),
+        ] {
+            let alloc = alloc_value(&f, size).unwrap();
+            let data = pattern(seed, size);
+            write_value(&f, &alloc, &data);
+            assert_eq!(read_value(&f, &alloc, 0, size), data, "{size} bytes");
+            assert_eq!(
+                read_value(&f, &alloc, 299, size - 299),
+                &data[299..],
+                "{size} bytes"
+            );
+            f.free(alloc);
+        }
         free_all(&f, kept);
         assert_stats(&f, 0, 1);
     }
