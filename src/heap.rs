@@ -920,15 +920,12 @@ fn atomic_words(values: impl ExactSizeIterator<Item = usize>) -> Result<Box<[Ato
 }
 
 /// Values of at least this many bytes are written into the pool with
-/// non-temporal stores (on x86-64). A put into a large pool writes lines
-/// nobody has in a cache and that are rarely read back soon: ordinary
-/// stores first read every line from memory (and the insertion's lock then
-/// waits for all of them), streaming stores write the lines without
-/// reading them and leave the caches to the index and the records. But the
-/// fence they need, and the insertion's lock after it, wait until every
-/// streamed line has reached memory, while ordinary stores only wait until
-/// the lines are in the cache: below 8 KiB that costs more than the reads
-/// it saves (see BENCHMARKS.md).
+/// non-temporal stores (on x86-64). Ordinary stores read each line before
+/// writing it, but the insertion's lock only waits until the lines are in
+/// the cache; streaming stores skip the reads and leave the caches to the
+/// index and the records, but their fence and the lock after it wait until
+/// every line has reached memory. Below 8 KiB the wait costs more than the
+/// reads it saves (see BENCHMARKS.md).
 const STREAM_FROM: usize = 8192;
 
 /// Most bytes of a value's place in the pool that a put asks for ahead of
@@ -1747,10 +1744,10 @@ impl Heap {
     /// Asks for the pool lines that a write of `bytes` bytes into `alloc`
     /// (from its first byte) will store to ([`crate::hint::prefetch_for_write`]),
     /// at most [`PREFETCH_WRITE`] bytes' worth, as part of a value of
-    /// `value_len` bytes. A put that takes a victim's
-    /// extents calls it as soon as it knows them: the lines, cold, then
-    /// arrive while the eviction waits for its own misses, instead of
-    /// holding up the insertion's lock, which waits for the copy's stores.
+    /// `value_len` bytes. A put that takes a victim's extents calls it as
+    /// soon as it knows them: the lines, cold, then arrive while the
+    /// eviction waits for its own misses, instead of holding up the
+    /// insertion's lock, which waits for the copy's stores.
     /// Values that [`Heap::write`] streams are left alone.
     pub(crate) fn prefetch_write(&self, alloc: &Allocation, bytes: usize, value_len: usize) {
         if value_len < STREAM_FROM {
