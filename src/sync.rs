@@ -47,9 +47,10 @@ impl<T> Mutex<T> {
 
     #[inline]
     pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
-        let inner = match self.0.try_lock() {
-            Some(inner) => inner,
-            None => self.lock_contended(),
+        let inner = if self.0.is_locked() {
+            self.lock_contended()
+        } else {
+            self.0.lock()
         };
         happens_after(self);
         MutexGuard { inner }
