@@ -9,12 +9,12 @@
 //! without the `valgrind` feature. A read lock's release announces an edge
 //! too, so that what a reader read happens before a later writer's writes.
 //!
-//! This module owns no data and makes no decision: it only forwards to
-//! parking_lot. The index shards, the heap arenas and the LRU list lock
+//! A mutex found held is watched for a while before the thread sleeps on
+//! it ([`SPIN_FOR`]); otherwise this module owns no data and only forwards
+//! to parking_lot. The index shards, the heap arenas and the LRU list lock
 //! through it, and nothing in the crate locks parking_lot's types directly.
 
 use std::ops::{Deref, DerefMut};
-
 use std::time::{Duration, Instant};
 
 use crate::valgrind::{happens_after, happens_before};
@@ -45,6 +45,9 @@ impl<T> Mutex<T> {
         Mutex(parking_lot::Mutex::new(value))
     }
 
+    /// Locks. A mutex seen free is taken with parking_lot's own fast path
+    /// (which goes to its slow path if another thread took it meanwhile);
+    /// one seen held is waited for as [`Mutex::lock_contended`] says.
     #[inline]
     pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
         let inner = if self.0.is_locked() {
