@@ -17,7 +17,7 @@
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
-use crate::valgrind::{happens_after, happens_before};
+use crate::valgrind::{atomic_word, happens_after, happens_before};
 
 /// How long a thread that finds a [`Mutex`] held watches it before it goes
 /// to sleep. The crate's critical sections last a few microseconds at most
@@ -48,8 +48,17 @@ impl<T> Mutex<T> {
     /// Locks. A mutex seen free is taken with parking_lot's own fast path
     /// (which goes to its slow path if another thread took it meanwhile);
     /// one seen held is waited for as [`Mutex::lock_contended`] says.
+    ///
+    /// The thread checkers do not know atomics: they would report the
+    /// watching loads, inlined into the crate's code where the suppressions
+    /// of parking_lot's own accesses do not reach, as races with the
+    /// unlocks. The lock word is therefore a synchronisation word to them
+    /// ([`atomic_word`]; natively a few instructions that do nothing).
     #[inline]
     pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+        // SAFETY: only the address of parking_lot's lock word is taken; it
+        // is neither locked nor unlocked through this reference.
+        atomic_word(unsafe { self.0.raw() });
         let inner = if self.0.is_locked() {
             self.lock_contended()
         } else {
@@ -83,6 +92,8 @@ impl<T> Mutex<T> {
 
     #[inline]
     pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
+        // SAFETY: as in `lock`.
+        atomic_word(unsafe { self.0.raw() });
         let inner = self.0.try_lock()?;
         happens_after(self);
         Some(MutexGuard { inner })
