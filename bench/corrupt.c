@@ -17,21 +17,31 @@
 typedef ssize_t get_fn(VMEMcache *, const void *, size_t, void *, size_t,
 		size_t, size_t *);
 
+static get_fn *real_get;
+static const char *corrupt_at = "";
+
+/* Before main: the driver's threads only read these two. */
+__attribute__((constructor)) static void
+resolve(void)
+{
+	real_get = (get_fn *)dlsym(RTLD_NEXT, "vmemcache_get");
+	const char *at = getenv("CORRUPT_AT");
+	if (at != NULL)
+		corrupt_at = at;
+}
+
 ssize_t
 vmemcache_get(VMEMcache *cache, const void *key, size_t key_size,
 		void *vbuf, size_t vbufsize, size_t offset, size_t *vsize)
 {
-	static get_fn *real;
-	if (real == NULL)
-		real = (get_fn *)dlsym(RTLD_NEXT, "vmemcache_get");
-	ssize_t n = real(cache, key, key_size, vbuf, vbufsize, offset, vsize);
+	ssize_t n = real_get(cache, key, key_size, vbuf, vbufsize, offset,
+			vsize);
 	if (n <= 0 || vbuf == NULL)
 		return n;
-	const char *at = getenv("CORRUPT_AT");
 	size_t pos = 0;
-	if (at != NULL && strcmp(at, "inner") == 0 && n > 256)
+	if (strcmp(corrupt_at, "inner") == 0 && n > 256)
 		pos = 256;
-	else if (at != NULL && strcmp(at, "last") == 0)
+	else if (strcmp(corrupt_at, "last") == 0)
 		pos = (size_t)n - 1;
 	((unsigned char *)vbuf)[pos] ^= 0x10;
 	return n;

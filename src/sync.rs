@@ -249,15 +249,22 @@ mod tests {
         // sees the holder's writes either way.
         for hold in [Duration::from_micros(2), SPIN_FOR * 50] {
             let m = Arc::new(Mutex::new(0u64));
+            let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let guard = m.lock();
             let waiter = {
-                let m = Arc::clone(&m);
+                let (m, started) = (Arc::clone(&m), Arc::clone(&started));
                 std::thread::spawn(move || {
+                    started.store(true, std::sync::atomic::Ordering::Release);
                     let mut value = m.lock();
                     *value += 1;
                     *value
                 })
             };
+            // The hold counts from the waiter's start, so that it is
+            // waiting for most of it.
+            while !started.load(std::sync::atomic::Ordering::Acquire) {
+                std::hint::spin_loop();
+            }
             let start = Instant::now();
             while start.elapsed() < hold {
                 std::hint::spin_loop();
