@@ -7,13 +7,13 @@
 //!
 //! # Tries per shard
 //!
-//! A shard of a cache of fewer than 1024 extents has one trie, as in the
+//! A shard of a cache of fewer than 512 extents has one trie, as in the
 //! original. A large cache's index would be deep: a shard of a 1 GiB pool
 //! of small values holds thousands of keys, three or four nodes deep, and
 //! every level is a cache miss. So [`Index::for_capacity`] gives each shard
-//! a power of two of tries, up to 8192, about one for every two extents of
-//! the pool, and the hash bits above the shard's pick a key's trie. Full of
-//! values of one or more extents, most tries then hold no key, one or two.
+//! a power of two of tries, up to 16384, about one for every extent of the
+//! pool, and the hash bits above the shard's pick a key's trie. Full of
+//! values of one or more extents, most tries then hold no key or one.
 //! Such tries have *paired roots*: a root of two slots, where a single key
 //! is a leaf in the first and a second key a leaf in the second, so that a
 //! lookup loads the root and then the entry record, two misses, where one
@@ -26,8 +26,8 @@
 //! root, so the value's misses overlap the record's instead of following
 //! them: a get is two misses deep instead of three. The tries are
 //! otherwise canonical critnibs, locked by their shard's lock. The roots
-//! cost 16 bytes per two extents, 32 MiB at most (reached from a pool of
-//! 1 GiB of 256-byte extents), all in one mapping, in transparent huge
+//! cost 16 bytes per extent, 64 MiB at most (reached from a pool of 1 GiB
+//! of 256-byte extents), all in one mapping, in transparent huge
 //! pages where the kernel gives them, so that reading a root at random does
 //! not begin with a page walk. They are not counted in `DRAM_SIZE_USED`
 //! (nor were the original's shard headers); with sharding disabled there
@@ -52,7 +52,7 @@
 //! and a removal that leaves two takes them back into the pair.) Leaves
 //! are tagged pointers to the entry
 //! records themselves, so a key costs no leaf allocation; the pointer's top
-//! bits carry 11 bits of the key's hash, so that a lookup of an absent key
+//! bits carry 10 bits of the key's hash, so that a lookup of an absent key
 //! rarely has to read a record to see that it is not there.
 //!
 //! Nodes have variable size: an 8-byte header (nibble position and a bitmap
@@ -98,13 +98,13 @@ const SHARDS: usize = 256;
 /// log2 of [`SHARDS`]: the hash bits that pick the shard.
 const SHARD_BITS: u32 = SHARDS.trailing_zeros();
 /// Most tries a shard has (a power of two).
-const MAX_TRIES: usize = 8192;
+const MAX_TRIES: usize = 16384;
 // A key's shard and trie come from the low 32 bits of its hash, all that
 // an entry keeps (`Entry::locator`).
 const _: () = assert!(SHARDS * MAX_TRIES <= 1 << 32);
 /// Keys a trie should hold when the cache is full, for
 /// [`Index::for_capacity`].
-const KEYS_PER_TRIE: usize = 2;
+const KEYS_PER_TRIE: usize = 1;
 
 /// Counter totals of the index.
 #[allow(dead_code)]
@@ -261,10 +261,10 @@ const HINT_LINES_SHIFT: u32 = 48;
 /// Most lines a value hint asks for.
 const HINT_LINES: usize = 16;
 /// First bit of a leaf slot's key tag.
-const TAG_SHIFT: u32 = 53;
+const TAG_SHIFT: u32 = 54;
 /// Bits of the locator ([`Entry::locator`]) that no placement uses: they
 /// are the key tag.
-const TAG_FROM: u32 = 21;
+const TAG_FROM: u32 = 22;
 
 // The placement bits (shard and trie) stay below the tag's.
 const _: () = assert!(SHARD_BITS + MAX_TRIES.trailing_zeros() <= TAG_FROM);
@@ -274,7 +274,7 @@ const _: () = assert!(TAG_SHIFT + (32 - TAG_FROM) == 64);
 const TAG_MASK: usize = (u64::MAX << TAG_SHIFT) as usize;
 
 /// The key tag of the key whose locator is `locator`, in the slot's bits:
-/// 11 bits of the key's hash that neither its shard nor its trie depend
+/// 10 bits of the key's hash that neither its shard nor its trie depend
 /// on, so keys of one trie differ there as often as random bits do.
 #[inline]
 fn key_tag(locator: u32) -> usize {
@@ -3125,7 +3125,7 @@ mod tests {
         let big = Index::for_capacity(true, usize::MAX / 2).unwrap();
         let small = Index::for_capacity(true, SHARDS * KEYS_PER_TRIE).unwrap();
         let single = Index::new(false).unwrap();
-        // 32 MiB of roots: from a huge page's start, the shards' arrays one
+        // 64 MiB of roots: from a huge page's start, the shards' arrays one
         // after another.
         let root = |index: &Index, shard: usize| index.shards[shard].trie.read().as_ptr() as usize;
         let first = root(&big, 0);
